@@ -1,0 +1,241 @@
+"""Regularizers of the discriminator: gradient penalties, weight constraints and normalizations.
+
+Every regularizer is one class deriving from ``Regularizer`` and overriding what applies to it:
+
+    reg.penalty(D, real, fake) -> Tensor | None   # a term added to D's loss (already weighted); None: no term
+    reg.interval                                  # lazy regularization: the term is computed every
+                                                  # ``interval`` D steps and multiplied by ``interval``
+    reg.after_d_step(D)                           # a constraint applied after every D update (weight clipping)
+    reg.d_norm                                    # a normalization-layer factory for D's hidden layers (bn, ln)
+    reg.configure(G, D)                           # a change to the networks at build time (spectral norm)
+
+``D`` is any callable from a batch to logits of shape (N,): the trainer passes the discriminator composed with the
+augmentation, so penalties see what the discriminator sees. Several regularizers compose (``reg=[gp,sn]``).
+
+To add one: write one subclass here (or anywhere importable) and one YAML in conf/reg/ with the header
+``# @package reg.<name>`` and a ``_target_`` naming the class. Nothing else changes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ganbench.errors import ConfigError
+from ganbench.nets.layers import NormFactory, batch_norm, layer_norm
+
+Critic = Callable[[Tensor], Tensor]
+
+
+def _check_weight(name: str, value: float) -> float:
+    value = float(value)
+    if not value >= 0:
+        raise ConfigError(f"reg.{name}: the weight must be a number >= 0; got {value}")
+    return value
+
+
+def input_gradients(critic: Critic, x: Tensor) -> Tensor:
+    """d critic(x) / dx for every sample (the graph is kept so a penalty on it can be backpropagated)."""
+    x = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    return grad
+
+
+def per_sample_norm(grad: Tensor, eps: float = 0.0) -> Tensor:
+    """||g||_2 over all non-batch axes; ``eps`` is added under the square root (compare_gan uses 1e-4)."""
+    return (grad.flatten(1).square().sum(1) + eps).sqrt()
+
+
+def _uniform_like_batch(x: Tensor) -> Tensor:
+    """One U[0, 1) number per sample, broadcastable against x."""
+    return torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, dtype=x.dtype)
+
+
+class Regularizer:
+    """Base class: does nothing. Subclasses override what applies."""
+
+    interval: int = 1
+    d_norm: NormFactory | None = None
+
+    def configure(self, generator: nn.Module, discriminator: nn.Module) -> None:
+        """Change the networks once, at build time."""
+
+    def penalty(self, critic: Critic, real: Tensor, fake: Tensor) -> Tensor | None:
+        """The (weighted) term added to the discriminator's loss, or None."""
+        return None
+
+    def after_d_step(self, discriminator: nn.Module) -> None:
+        """A constraint applied after every discriminator update."""
+
+    def __call__(self, critic: Critic, real: Tensor, fake: Tensor) -> Tensor:
+        """The penalty as a tensor (zero for regularizers without one): the documented Python API."""
+        term = self.penalty(critic, real, fake)
+        return real.new_zeros(()) if term is None else term
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"
+
+
+class NoRegularizer(Regularizer):
+    """``reg=none``: an unregularized discriminator."""
+
+
+class GradientPenalty(Regularizer):
+    """WGAN-GP (Gulrajani et al. 2017): lambda * E[(||grad D(x_hat)||_2 - 1)^2],
+    x_hat = eps * x + (1 - eps) * G(z), eps ~ U[0, 1] per sample."""
+
+    def __init__(self, weight: float = 10.0):
+        self.weight = _check_weight("gp.weight", weight)
+
+    def penalty(self, critic, real, fake):
+        eps = _uniform_like_batch(real)
+        x_hat = eps * real.detach() + (1 - eps) * fake.detach()
+        return self.weight * (per_sample_norm(input_gradients(critic, x_hat)) - 1).square().mean()
+
+
+class DRAGAN(Regularizer):
+    """DRAGAN (Kodali et al. 2017) as implemented in compare_gan for Kurach et al. 2019:
+
+        x_noisy = clip(x + std(x) * (U[0,1) - 1/2) * noise, data range),  std over the whole batch
+        penalty = lambda * E[(sqrt(||grad D(x_noisy)||^2 + 1e-4) - 1)^2]
+
+    Images are clipped to [-1, 1] (compare_gan clips to its [0, 1] range); vectors are not clipped.
+    """
+
+    def __init__(self, weight: float = 1.0, noise: float = 1.0):
+        self.weight = _check_weight("dragan.weight", weight)
+        self.noise = _check_weight("dragan.noise", noise)
+
+    def perturb(self, real: Tensor) -> Tensor:
+        x = real.detach()
+        x_noisy = x + self.noise * x.std(unbiased=False) * (torch.rand_like(x) - 0.5)
+        return x_noisy.clamp(-1, 1) if x.dim() == 4 else x_noisy
+
+    def penalty(self, critic, real, fake):
+        grad = input_gradients(critic, self.perturb(real))
+        return self.weight * (per_sample_norm(grad, eps=1e-4) - 1).square().mean()
+
+
+class DRAGANLucic(Regularizer):
+    """DRAGAN as in Lucic et al. 2018 (and the DRAGAN authors' code): perturb x by a one-sided uniform noise,
+    then penalise at a random point between x and its perturbation:
+
+        x_p = x + noise * std(x) * U[0, 1)          (noise = 0.5)
+        x_hat = x + alpha * (x_p - x), alpha ~ U[0, 1] per sample
+        penalty = lambda * E[(||grad D(x_hat)||_2 - 1)^2]
+    """
+
+    def __init__(self, weight: float = 10.0, noise: float = 0.5):
+        self.weight = _check_weight("dragan_lucic.weight", weight)
+        self.noise = _check_weight("dragan_lucic.noise", noise)
+
+    def penalty(self, critic, real, fake):
+        x = real.detach()
+        x_p = x + self.noise * x.std(unbiased=False) * torch.rand_like(x)
+        x_hat = x + _uniform_like_batch(x) * (x_p - x)
+        return self.weight * (per_sample_norm(input_gradients(critic, x_hat)) - 1).square().mean()
+
+
+class R1(Regularizer):
+    """Zero-centred gradient penalty on real data (Mescheder et al. 2018): gamma/2 * E_x[||grad D(x)||^2].
+    ``interval`` > 1 gives StyleGAN2's lazy regularization (every k-th D step, term multiplied by k)."""
+
+    on_fake = False
+
+    def __init__(self, gamma: float = 10.0, interval: int = 1):
+        self.gamma = _check_weight("r1.gamma", gamma)
+        self.interval = int(interval)
+        if self.interval < 1:
+            raise ConfigError(f"reg.{type(self).__name__.lower()}.interval must be an integer >= 1; got {interval}")
+
+    def penalty(self, critic, real, fake):
+        x = fake if self.on_fake else real
+        return self.gamma / 2 * input_gradients(critic, x).flatten(1).square().sum(1).mean()
+
+
+class R2(R1):
+    """Zero-centred gradient penalty on generated data (Mescheder et al. 2018): gamma/2 * E_G(z)[||grad D||^2]."""
+
+    on_fake = True
+
+
+class WeightClipping(Regularizer):
+    """WGAN's weight clipping (Arjovsky et al. 2017): every D parameter clamped to [-c, c] after each D step."""
+
+    def __init__(self, clip: float = 0.01):
+        self.clip = float(clip)
+        if not self.clip > 0:
+            raise ConfigError(f"reg.wclip.clip must be a number > 0; got {clip}")
+
+    @torch.no_grad()
+    def after_d_step(self, discriminator):
+        for p in discriminator.parameters():
+            p.clamp_(-self.clip, self.clip)
+
+
+def kernel_weights(module: nn.Module) -> list[Tensor]:
+    """The weight matrices/kernels of every Linear and Conv layer (no biases, no norm gains)."""
+    layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)
+    return [m.weight for m in module.modules() if isinstance(m, layers)]
+
+
+class L2(Regularizer):
+    """L2 weight penalty on D's kernels (Kurach et al. 2019): lambda * reduce_l(||W_l||^2 / 2).
+
+    ``reduction: mean`` (default) averages the per-layer terms as compare_gan's l2_penalty does; ``sum`` adds them
+    (classic weight decay). Biases and normalization gains are not penalised.
+    """
+
+    def __init__(self, weight: float = 0.01, reduction: str = "mean"):
+        self.weight = _check_weight("l2.weight", weight)
+        reducers = {"mean": torch.mean, "sum": torch.sum}
+        if reduction not in reducers:
+            raise ConfigError(f"reg.l2.reduction must be one of {', '.join(reducers)}; got {reduction!r}")
+        self.reduction = reduction
+        self._reduce = reducers[reduction]
+        self._discriminator: nn.Module | None = None
+
+    def configure(self, generator, discriminator):
+        self._discriminator = discriminator
+
+    def penalty(self, critic, real, fake):
+        weights = kernel_weights(self._discriminator)
+        return self.weight * self._reduce(torch.stack([w.square().sum() / 2 for w in weights]))
+
+
+class SpectralNorm(Regularizer):
+    """Spectral normalization (Miyato et al. 2018): every Linear/Conv weight of D (and of G if ``generator``)
+    divided by its largest singular value, estimated by ``power_iterations`` of power iteration per step."""
+
+    def __init__(self, generator: bool = False, power_iterations: int = 1):
+        self.generator = bool(generator)
+        self.power_iterations = int(power_iterations)
+
+    def configure(self, generator, discriminator):
+        nets = [discriminator, generator] if self.generator else [discriminator]
+        for net in nets:
+            apply_spectral_norm(net, self.power_iterations)
+
+
+def apply_spectral_norm(net: nn.Module, power_iterations: int = 1) -> nn.Module:
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)
+    for module in [m for m in net.modules() if isinstance(m, layers)]:
+        spectral_norm(module, n_power_iterations=power_iterations)
+    return net
+
+
+class BatchNormD(Regularizer):
+    """Batch normalization (Ioffe & Szegedy 2015) after D's hidden layers, as in Kurach et al. 2019."""
+
+    d_norm = staticmethod(batch_norm)
+
+
+class LayerNormD(Regularizer):
+    """Layer normalization (Ba et al. 2016) over (C, H, W) after D's hidden layers, as in Kurach et al. 2019."""
+
+    d_norm = staticmethod(layer_norm)

@@ -1,0 +1,155 @@
+"""Each regularizer equals its paper's formula."""
+
+import math
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+from ganbench import regularizers as R
+from ganbench.config import CONF_DIR
+from ganbench.nets import dcgan, mlp
+
+torch.manual_seed(0)
+
+
+def linear_critic(w: torch.Tensor):
+    """D(x) = <w, x>: its input gradient is w everywhere, so ||grad|| = ||w|| for every x."""
+    return lambda x: x.flatten(1) @ w.flatten()
+
+
+def images(n=16, shape=(1, 4, 4), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, *shape, generator=g) * 2 - 1
+
+
+@pytest.mark.parametrize("norm,expected", [(1.0, 0.0), (2.0, 1.0), (0.5, 0.25)])
+def test_gp_is_lambda_times_squared_norm_gap(norm, expected):
+    w = torch.randn(16)
+    w = w / w.norm() * norm
+    gp = R.GradientPenalty(weight=10.0)
+    value = gp.penalty(linear_critic(w), images(), images(seed=1))
+    assert value.item() == pytest.approx(10.0 * expected, abs=1e-5)
+
+
+def test_gp_is_taken_at_interpolates_between_real_and_fake():
+    seen = []
+    critic = lambda x: (seen.append(x.detach().clone()), x.flatten(1).sum(1))[1]  # noqa: E731
+    real, fake = torch.zeros(64, 2), torch.ones(64, 2)
+    R.GradientPenalty().penalty(critic, real, fake)
+    x_hat = seen[0]
+    assert torch.all(x_hat[:, 0] == x_hat[:, 1])  # one epsilon per sample
+    assert 0 <= x_hat.min() and x_hat.max() <= 1 and 0.3 < x_hat.mean() < 0.7
+
+
+def test_r1_is_half_gamma_mean_squared_grad_norm_on_real():
+    real, fake = images(), images(seed=1)
+    critic = lambda x: x.flatten(1).square().sum(1)  # grad = 2x  # noqa: E731
+    value = R.R1(gamma=3.0).penalty(critic, real, fake)
+    expected = 3.0 / 2 * (2 * real).flatten(1).square().sum(1).mean()
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+    value2 = R.R2(gamma=3.0).penalty(critic, real, fake)
+    assert value2.item() == pytest.approx((1.5 * (2 * fake).flatten(1).square().sum(1).mean()).item(), rel=1e-6)
+
+
+def test_penalties_backpropagate_to_the_discriminator():
+    D = mlp.Discriminator((2,), hidden=16, layers=2)
+    for reg in (R.GradientPenalty(), R.DRAGAN(), R.DRAGANLucic(), R.R1(), R.R2()):
+        D.zero_grad()
+        reg.penalty(D, torch.randn(8, 2), torch.randn(8, 2)).backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in D.parameters()), reg
+
+
+def test_dragan_kurach_perturbation_statistics_and_value():
+    x = images(4096, (1, 8, 8))
+    torch.manual_seed(1)
+    d = R.DRAGAN(weight=1.0, noise=1.0)
+    delta = d.perturb(x) - x
+    inside = (x.abs() < 0.5)  # away from the clip at +-1
+    std = x.std(unbiased=False)
+    assert delta.abs().max() <= std / 2 + 1e-6
+    assert delta[inside].mean().abs() < 0.01 * std
+    assert delta[inside].var().item() == pytest.approx(std.item() ** 2 / 12, rel=0.05)  # U(-1/2,1/2) * std
+    assert (x + delta).abs().max() <= 1  # clipped to the image range
+    w = torch.randn(64)
+    w = w / w.norm() * 2
+    value = d.penalty(linear_critic(w), x[:32], x[:32])
+    assert value.item() == pytest.approx((math.sqrt(4 + 1e-4) - 1) ** 2, rel=1e-5)
+
+
+def test_dragan_lucic_perturbation_is_one_sided_and_interpolated():
+    x = torch.zeros(2048, 2)
+    x[:, 0] = torch.linspace(-1, 1, 2048)
+    seen = []
+    critic = lambda z: (seen.append(z.detach().clone()), z.sum(1))[1]  # noqa: E731
+    value = R.DRAGANLucic(weight=10.0, noise=0.5).penalty(critic, x, x)
+    delta = seen[0] - x
+    std = x.std(unbiased=False)
+    assert delta.min() >= 0 and delta.max() <= 0.5 * std  # x + alpha * 0.5 * std * U[0,1)
+    assert delta.mean().item() == pytest.approx(0.5 * std.item() * 0.25, rel=0.1)  # E[alpha]E[U] = 1/4
+    assert value.item() == pytest.approx(10.0 * (math.sqrt(2) - 1) ** 2, rel=1e-5)
+
+
+def test_weight_clipping_bounds_every_d_parameter():
+    D = dcgan.Discriminator((1, 16, 16), width=8)
+    with torch.no_grad():
+        for p in D.parameters():
+            p.mul_(100)
+    R.WeightClipping(clip=0.01).after_d_step(D)
+    assert all(p.abs().max() <= 0.01 for p in D.parameters())
+
+
+def test_l2_penalty_value():
+    D = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    per_layer = [D[0].weight.square().sum() / 2, D[2].weight.square().sum() / 2]
+    reg = R.L2(weight=0.5)
+    reg.configure(None, D)
+    assert reg.penalty(None, None, None).item() == pytest.approx(0.5 * (sum(per_layer) / 2).item(), rel=1e-6)
+    reg = R.L2(weight=0.5, reduction="sum")
+    reg.configure(None, D)
+    assert reg.penalty(None, None, None).item() == pytest.approx(0.5 * sum(per_layer).item(), rel=1e-6)
+
+
+def test_spectral_norm_gives_unit_top_singular_value():
+    D = mlp.Discriminator((2,), hidden=32, layers=2)
+    with torch.no_grad():
+        for p in D.parameters():
+            p.mul_(5)
+    R.SpectralNorm(power_iterations=1).configure(nn.Identity(), D)
+    for _ in range(50):  # power iteration advances once per training-mode forward
+        D(torch.randn(8, 2))
+    D.eval()
+    for m in D.modules():
+        if isinstance(m, nn.Linear):
+            assert torch.linalg.matrix_norm(m.weight, ord=2).item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_spectral_norm_can_also_wrap_g():
+    G, D = mlp.Generator(4, (2,)), mlp.Discriminator((2,))
+    R.SpectralNorm(generator=True).configure(G, D)
+    assert any(hasattr(m, "parametrizations") for m in G.modules())
+
+
+@pytest.mark.parametrize("name,layer", [("bn", nn.modules.batchnorm._BatchNorm), ("ln", nn.GroupNorm)])
+def test_normalization_regularizers_insert_layers_in_d(name, layer):
+    reg = instantiate(OmegaConf.load(CONF_DIR / "reg" / f"{name}.yaml"))
+    D = dcgan.Discriminator((1, 16, 16), width=8, norm=reg.d_norm)
+    assert any(isinstance(m, layer) for m in D.modules())
+
+
+def test_every_reg_yaml_instantiates_to_a_regularizer():
+    for path in (CONF_DIR / "reg").glob("*.yaml"):
+        cfg = OmegaConf.load(path)
+        assert isinstance(instantiate(cfg), R.Regularizer), path
+
+
+@pytest.mark.parametrize("cls,kw", [(R.GradientPenalty, {"weight": -1}), (R.R1, {"gamma": -0.1}),
+                                    (R.R1, {"interval": 0}), (R.WeightClipping, {"clip": 0}),
+                                    (R.L2, {"reduction": "max"})])
+def test_bad_values_raise_config_error(cls, kw):
+    from ganbench.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        cls(**kw)
