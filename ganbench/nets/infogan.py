@@ -1,0 +1,56 @@
+"""The "InfoGAN-style" architecture of Lucic et al. 2018 ("Are GANs Created Equal?", Table 7), used there for every
+model; after Chen et al. 2016's InfoGAN MNIST networks.
+
+- G: FC 1024, BN, ReLU; FC 128 * s/4 * s/4, BN, ReLU; deconv 64 4x4 stride 2, BN, ReLU; deconv C 4x4 stride 2;
+  tanh.
+- D: conv 64 4x4 stride 2, lReLU; conv 128 4x4 stride 2, [norm], lReLU; FC 1024, [norm], lReLU; FC 1.
+
+LeakyReLU slope 0.2. ``width`` scales 64 / 128 / 1024 as width / 2 * width / 16 * width (paper: width=64). Serves
+square sides that are multiples of 4, >= 8 (28x28 MNIST included).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ganbench.nets.layers import NormFactory, check_image_shape, identity_norm
+
+NAME = "infogan"
+
+
+def _check(data_shape: tuple) -> tuple[int, int]:
+    image_channels, side = check_image_shape(NAME, data_shape, min_side=8, multiple_of=4)
+    return image_channels, side // 4
+
+
+class Generator(nn.Module):
+    def __init__(self, z_dim: int, data_shape: tuple, width: int = 64):
+        super().__init__()
+        image_channels, m = _check(data_shape)
+        self.net = nn.Sequential(
+            nn.Linear(z_dim, 16 * width), nn.BatchNorm1d(16 * width), nn.ReLU(),
+            nn.Linear(16 * width, 2 * width * m * m), nn.BatchNorm1d(2 * width * m * m), nn.ReLU(),
+            nn.Unflatten(1, (2 * width, m, m)),
+            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.ConvTranspose2d(width, image_channels, 4, stride=2, padding=1), nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, data_shape: tuple, norm: NormFactory = identity_norm, width: int = 64):
+        super().__init__()
+        image_channels, m = _check(data_shape)
+        self.net = nn.Sequential(
+            nn.Conv2d(image_channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), norm(2 * width), nn.LeakyReLU(0.2),
+            nn.Flatten(),
+            nn.Linear(2 * width * m * m, 16 * width), norm(16 * width), nn.LeakyReLU(0.2),
+            nn.Linear(16 * width, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()

@@ -1,0 +1,190 @@
+"""The architectures in ganbench.nets against their contract (ganbench/nets/__init__.py) and their papers' layouts."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from ganbench.errors import ConfigError
+from ganbench.nets.layers import FeatureBatchNorm, batch_norm, identity_norm, layer_norm
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
+Z_DIM = 16
+BATCH = 4
+IMAGE_SHAPES = [(1, 8, 8), (1, 16, 16), (1, 28, 28), (1, 32, 32), (3, 32, 32), (3, 64, 64), (3, 128, 128)]
+NOT_28 = [s for s in IMAGE_SHAPES if s[1] != 28]
+SUPPORTED = {
+    "mlp": [(2,)],
+    "dcgan": NOT_28,
+    "infogan": IMAGE_SHAPES,
+    "sndcgan": NOT_28,
+    "resnet_cifar": NOT_28,
+    "resnet19": [(1, 32, 32), (3, 32, 32), (3, 64, 64), (3, 128, 128)],
+}
+# Shapes outside the grid above that must also be refused.
+EXTRA_UNSUPPORTED = {
+    "mlp": [(2, 2)],
+    "dcgan": [(3, 32, 16), (3, 48, 48)],
+    "infogan": [(1, 4, 4), (1, 30, 30)],
+    "sndcgan": [(3, 20, 20)],
+    "resnet_cifar": [(3, 4, 4), (3, 48, 48)],
+    "resnet19": [(3, 256, 256)],
+}
+SMALL = {"mlp": {"hidden": 16, "layers": 2}}  # every other architecture: width=8
+NORMS = {"identity": identity_norm, "batch": batch_norm, "layer": layer_norm}
+
+CASES = [(arch, shape) for arch, shapes in SUPPORTED.items() for shape in shapes]
+BAD_CASES = [(arch, shape) for arch in SUPPORTED
+             for shape in [s for s in IMAGE_SHAPES + [(2,)] if s not in SUPPORTED[arch]] + EXTRA_UNSUPPORTED[arch]]
+
+
+def case_id(case) -> str:
+    arch, shape = case
+    return f"{arch}-{'x'.join(map(str, shape))}"
+
+
+def module(arch: str):
+    return importlib.import_module(f"ganbench.nets.{arch}")
+
+
+def small_generator(arch: str, shape: tuple) -> nn.Module:
+    return module(arch).Generator(Z_DIM, shape, **SMALL.get(arch, {"width": 8}))
+
+
+def small_discriminator(arch: str, shape: tuple, norm=identity_norm) -> nn.Module:
+    return module(arch).Discriminator(shape, norm=norm, **SMALL.get(arch, {"width": 8}))
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_generator_shape_and_range(case):
+    arch, shape = case
+    torch.manual_seed(0)
+    g = small_generator(arch, shape)
+    for train in (True, False):
+        g.train(train)
+        with torch.no_grad():
+            x = g(torch.randn(BATCH, Z_DIM))
+        assert x.shape == (BATCH, *shape)
+        assert torch.isfinite(x).all()
+        if len(shape) == 3:  # images are tanh outputs; toy vectors are unbounded
+            assert x.abs().max() <= 1
+            assert x.std() > 0
+
+
+@pytest.mark.parametrize("norm", list(NORMS), ids=list(NORMS))
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_discriminator_logits_and_input_gradient(case, norm):
+    arch, shape = case
+    torch.manual_seed(0)
+    d = small_discriminator(arch, shape, NORMS[norm])
+    x = torch.randn(BATCH, *shape, requires_grad=True)
+    logits = d(x)
+    assert logits.shape == (BATCH,)
+    # A gradient penalty differentiates through the input gradient: check both orders of backward work.
+    (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    assert grad.shape == x.shape and grad.abs().sum() > 0
+    grad.pow(2).sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters())
+    d.eval()
+    with torch.no_grad():
+        assert d(x).shape == (BATCH,)
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_discriminator_with_spectral_norm(case):
+    arch, shape = case
+    torch.manual_seed(0)
+    d = small_discriminator(arch, shape)
+    wrapped = [spectral_norm(m) for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert wrapped
+    x = torch.randn(BATCH, *shape, requires_grad=True)
+    for _ in range(2):  # power iterations update between calls
+        logits = d(x)
+        assert logits.shape == (BATCH,) and torch.isfinite(logits).all()
+    logits.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+# Number of norm layers D gets: one after each normalised hidden layer, none on the first layer or the output.
+NORM_COUNTS = {
+    ("mlp", (2,)): 1,  # layers=2: the second hidden linear
+    ("dcgan", (3, 64, 64)): 3,  # convs 2-4
+    ("infogan", (1, 28, 28)): 2,  # conv 2 and FC 1024
+    ("sndcgan", (3, 32, 32)): 6,  # convs 2-7
+    ("resnet_cifar", (3, 32, 32)): 6,  # 2 in each of blocks 2-4
+    ("resnet19", (3, 128, 128)): 10,  # 2 in each of blocks 2-6
+}
+
+
+@pytest.mark.parametrize("case", list(NORM_COUNTS), ids=case_id)
+def test_norm_placement(case):
+    arch, shape = case
+    for norm, kind in ((batch_norm, FeatureBatchNorm), (layer_norm, nn.GroupNorm)):
+        d = small_discriminator(*case, norm=norm)
+        assert sum(isinstance(m, kind) for m in d.modules()) == NORM_COUNTS[case]
+    assert not any(isinstance(m, (FeatureBatchNorm, nn.GroupNorm)) for m in small_discriminator(*case).modules())
+
+
+@pytest.mark.parametrize("case", BAD_CASES, ids=case_id)
+def test_unsupported_shape_raises_config_error(case):
+    arch, shape = case
+    for build in (lambda: small_generator(arch, shape), lambda: small_discriminator(arch, shape)):
+        with pytest.raises(ConfigError, match=f"model={arch} "):
+            build()
+
+
+def out_channels(net: nn.Module, kinds=(nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) -> list[int]:
+    """Output sizes of the layers of ``kinds``, in order (main path of the plain CNNs)."""
+    return [m.out_features if isinstance(m, nn.Linear) else m.out_channels for m in net.modules()
+            if isinstance(m, kinds)]
+
+
+def block_channels(net: nn.Module) -> list[int]:
+    """Output channels of each residual block (its last residual conv)."""
+    return [out_channels(b.residual)[-1] for b in net.blocks if hasattr(b, "residual")]
+
+
+def test_paper_layouts_at_default_width():
+    """Default widths reproduce the channel counts the papers list (construction only)."""
+    from ganbench.nets import dcgan, infogan, resnet19, resnet_cifar, sndcgan
+
+    assert out_channels(dcgan.Generator(100, (3, 64, 64))) == [512 * 16, 256, 128, 64, 3]
+    assert out_channels(dcgan.Discriminator((3, 64, 64))) == [64, 128, 256, 512, 1]
+    assert out_channels(infogan.Generator(62, (1, 28, 28))) == [1024, 128 * 7 * 7, 64, 1]
+    assert out_channels(infogan.Discriminator((1, 28, 28))) == [64, 128, 1024, 1]
+    assert out_channels(sndcgan.Generator(128, (3, 32, 32))) == [512 * 16, 256, 128, 64, 3]
+    assert out_channels(sndcgan.Discriminator((3, 32, 32))) == [64, 64, 128, 128, 256, 256, 512, 1]
+    g, d = resnet_cifar.Generator(128, (3, 32, 32)), resnet_cifar.Discriminator((3, 32, 32))
+    assert out_channels(g.seed) == [256 * 16] and block_channels(g) == [256] * 3
+    assert block_channels(d) == [128] * 4
+    g, d = resnet19.Generator(128, (3, 128, 128)), resnet19.Discriminator((3, 128, 128))
+    assert out_channels(g.seed) == [512 * 16] and block_channels(g) == [512, 256, 256, 128, 64]
+    assert block_channels(d) == [64, 128, 256, 256, 512, 512]
+
+
+# The data shape each model config is instantiated on (its paper's setting).
+HOME_SHAPE = {"mlp": (2,), "resnet19": (3, 128, 128), "infogan": (1, 28, 28)}
+
+
+@pytest.mark.parametrize("path", sorted(CONF_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_model_config_instantiates(path):
+    assert path.read_text().startswith("# "), "each model config starts with a comment naming its paper"
+    cfg = OmegaConf.load(path)
+    assert cfg.name == path.stem
+    shape = HOME_SHAPE.get(cfg.name, (3, 32, 32))
+    g = instantiate(cfg.generator, z_dim=128, data_shape=shape)
+    d = instantiate(cfg.discriminator, data_shape=shape, norm=layer_norm)
+    assert type(g).__module__ == type(d).__module__ == f"ganbench.nets.{cfg.name}"
+    assert sum(p.numel() for p in g.parameters()) > 0 and sum(p.numel() for p in d.parameters()) > 0
+    assert any(isinstance(m, nn.GroupNorm) for m in d.modules())
+
+
+def test_every_architecture_has_a_config():
+    assert {p.stem for p in CONF_DIR.glob("*.yaml")} >= set(SUPPORTED)
