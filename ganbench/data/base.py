@@ -1,0 +1,85 @@
+"""The datamodule contract shared by every dataset."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+
+class GANDataModule(L.LightningDataModule):
+    """Base datamodule. Subclasses implement ``make_split(split) -> Dataset`` of (x, y) pairs: images in [-1, 1],
+    toy vectors in their own coordinates (the MLP generator has a linear output).
+
+    ``shape`` is the shape of one sample, ``(C, H, W)`` or ``(D,)``. Training batches are shuffled with a generator
+    seeded from ``seed`` and drop the last partial batch, so every D step sees a full fresh batch.
+    """
+
+    name: str = "base"
+    shape: tuple[int, ...] = ()
+    num_classes: int | None = None
+    #: which feature space scores this data by default: "inception", "domain" (a small classifier trained on the
+    #: data, for digits/MNIST-like sets) or "toy" (2-D mode metrics)
+    default_extractor: str = "inception"
+    splits: tuple[str, ...] = ("train", "test")
+
+    def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, root: str | None = None,
+                 download: bool = False):
+        super().__init__()
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.num_workers = int(num_workers)
+        self.root = Path(root).expanduser() if root else None
+        self.download = bool(download)
+        self._datasets: dict[str, Dataset] = {}
+
+    # -- to implement -------------------------------------------------------------------------------------------
+    def make_split(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    # -- shared -------------------------------------------------------------------------------------------------
+    def dataset(self, split: str = "train") -> Dataset:
+        if split not in self.splits:
+            from ganbench.errors import ConfigError
+            raise ConfigError(f"data={self.name} has splits {', '.join(self.splits)}; got split={split!r}")
+        if split not in self._datasets:
+            self._datasets[split] = self.make_split(split)
+        return self._datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        self.dataset("train")
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.dataset("train")
+        if len(ds) < self.batch_size:
+            from ganbench.errors import ConfigError
+            raise ConfigError(f"optim.batch_size={self.batch_size} is larger than data={self.name}'s "
+                              f"{len(ds)} training samples")
+        gen = torch.Generator().manual_seed(self.seed)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, drop_last=True, generator=gen,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def real_samples(self, n: int, split: str = "train") -> torch.Tensor:
+        """The first ``n`` samples of a split (deterministic order), stacked: the reference set for metrics."""
+        ds = self.dataset(split)
+        n = min(int(n), len(ds))
+        if isinstance(ds, TensorDataset):
+            return ds.tensors[0][:n]
+        return torch.stack([ds[i][0] for i in range(n)])
+
+    def fingerprint(self, split: str = "train", n: int | None = None) -> str:
+        """A content hash of a split (its first ``n`` samples), used to key caches of features and statistics."""
+        x = self.real_samples(n or len(self.dataset(split)), split)
+        h = hashlib.sha256()
+        h.update(f"{self.name}:{split}:{tuple(x.shape)}".encode())
+        h.update(x.contiguous().float().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+def tensor_dataset(x: torch.Tensor, y: torch.Tensor | None = None) -> TensorDataset:
+    if y is None:
+        y = torch.zeros(len(x), dtype=torch.long)
+    return TensorDataset(x.float(), y.long())
