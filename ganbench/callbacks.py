@@ -1,0 +1,204 @@
+"""Lightning callbacks of a ganbench run: checkpoints, sample grids, evaluation and throughput.
+
+All cadences are in generator steps (``pl_module.g_step``), never in Lightning's ``global_step``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+def _due(pl_module, every: int) -> bool:
+    return bool(pl_module.did_g_step) and every > 0 and pl_module.g_step % every == 0
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file beside it, then renames it into place, so a crash or a signal
+    during a save never leaves a truncated file as the only checkpoint."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+class Checkpointer(L.Callback):
+    """``last.ckpt`` every ``every`` generator steps and at the end; ``keep_last=False`` removes it once the run
+    completes (the best checkpoint stays)."""
+
+    def __init__(self, dirpath: str | Path, every: int = 500, keep_last: bool = True):
+        self.dirpath = Path(dirpath)
+        self.every = int(every)
+        self.keep_last = bool(keep_last)
+
+    @property
+    def last(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if _due(pl_module, self.every) and pl_module.diverged is None:
+            trainer.save_checkpoint(self.last)
+
+    def on_train_end(self, trainer, pl_module):
+        if pl_module.diverged is None and not _due(pl_module, self.every):
+            trainer.save_checkpoint(self.last)
+
+
+class SampleGrid(L.Callback):
+    """Samples of the evaluation generator on a fixed latent batch, as PNG files (and W&B images)."""
+
+    def __init__(self, dirpath: str | Path, every: int = 500):
+        self.dirpath = Path(dirpath)
+        self.every = int(every)
+        self.written: list[str] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if _due(pl_module, self.every):
+            self.save(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        if not _due(pl_module, self.every) and pl_module.g_step > 0:
+            self.save(trainer, pl_module)
+
+    def save(self, trainer, pl_module) -> Path | None:
+        if trainer.global_rank != 0:
+            return None
+        samples = pl_module.sample(len(pl_module.fixed_z), z=pl_module.fixed_z).cpu()
+        if not torch.isfinite(samples).all():
+            return None
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        path = self.dirpath / f"step_{pl_module.g_step:07d}.png"
+        if samples.dim() == 4:
+            save_image_grid(samples, path)
+        else:
+            real = trainer.datamodule.real_samples(2000) if trainer.datamodule is not None else None
+            save_scatter(samples if len(samples) >= 500 else pl_module.sample(2000).cpu(), real, path,
+                         title=f"generator step {pl_module.g_step}")
+        self.written.append(str(path))
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key="samples", images=[str(path)], step=pl_module.g_step)
+        return path
+
+
+def save_image_grid(images: torch.Tensor, path: Path) -> None:
+    import torchvision.utils as vutils
+
+    nrow = max(1, int(math.sqrt(len(images))))
+    vutils.save_image(images, path, nrow=nrow, normalize=True, value_range=(-1, 1), padding=1)
+
+
+def save_scatter(fake: torch.Tensor, real: torch.Tensor | None, path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    if real is not None:
+        ax.scatter(real[:, 0], real[:, 1], s=2, c="tab:blue", alpha=0.4, label="data")
+    ax.scatter(fake[:, 0], fake[:, 1], s=2, c="tab:orange", alpha=0.4, label="generated")
+    ax.set_title(title)
+    ax.legend(loc="upper right", markerscale=4)
+    ax.set_aspect("equal")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+class Evaluation(L.Callback):
+    """Scores the evaluation generator every ``evaluator.every`` generator steps and at the end; logs every value
+    to every logger, keeps the best-by-``evaluator.primary`` checkpoint, and remembers final and best values."""
+
+    def __init__(self, evaluator, dirpath: str | Path):
+        self.evaluator = evaluator
+        self.dirpath = Path(dirpath)
+        self.history: list[dict] = []
+        self.best: dict | None = None
+        self.seconds = 0.0
+
+    @property
+    def best_path(self) -> Path:
+        return self.dirpath / "best.ckpt"
+
+    def on_fit_start(self, trainer, pl_module):
+        self.evaluator.setup()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if _due(pl_module, self.evaluator.every) and pl_module.diverged is None:
+            self.run(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        done = self.history and self.history[-1]["g_step"] == pl_module.g_step
+        if pl_module.diverged is None and not done and pl_module.g_step > 0:
+            self.run(trainer, pl_module)
+
+    def run(self, trainer, pl_module) -> dict:
+        start = time.perf_counter()
+        values = self.evaluator.evaluate(lambda n: pl_module.sample(n))
+        self.seconds += time.perf_counter() - start
+        row = {"g_step": pl_module.g_step, **values}
+        self.history.append(row)
+        for logger in trainer.loggers:
+            logger.log_metrics({**values, "g_step": pl_module.g_step}, step=pl_module.g_step)
+        primary = values.get(self.evaluator.primary, float("nan"))
+        if math.isfinite(primary) and (self.best is None or primary < self.best[self.evaluator.primary]):
+            self.best = row
+            trainer.save_checkpoint(self.best_path)
+        return row
+
+    def state_dict(self) -> dict:
+        return {"history": self.history, "best": self.best, "seconds": self.seconds}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict.get("history", []))
+        self.best = state_dict.get("best")
+        self.seconds = float(state_dict.get("seconds", 0.0))
+
+
+class Throughput(L.Callback):
+    """Measures generator steps per second of training (evaluation and checkpoint time excluded)."""
+
+    def __init__(self):
+        self.steps = 0
+        self.seconds = 0.0
+        self._t0: float | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self._t0 is not None:
+            # time spent in this batch's step (callbacks ordered before this one, e.g. evaluation, excluded)
+            self.seconds += time.perf_counter() - self._t0
+        if pl_module.did_g_step:
+            self.steps += 1
+
+    @property
+    def rate(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 else float("nan")
+
+
+class StopAfter(L.Callback):
+    """Stops training after ``g_steps`` generator steps (status ``interrupted``; last.ckpt is saved by
+    ``Checkpointer`` and the same command continues from it). For time-boxed jobs and tests."""
+
+    def __init__(self, g_steps: int):
+        self.g_steps = int(g_steps)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if pl_module.did_g_step and pl_module.g_step >= self.g_steps:
+            trainer.should_stop = True

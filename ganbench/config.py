@@ -1,0 +1,178 @@
+"""Checking a config before anything runs: every bad option, key, type or value becomes one line naming what is
+wrong and what is allowed.
+
+``preflight(argv)`` runs before Hydra: it checks each config-group choice on the command line (every value of a
+sweep), composes the first job of the sweep and validates it, so a typo fails in a second with one line instead of
+a Hydra traceback (or nine failed jobs). ``validate(cfg)`` is the value check, also run inside every job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from ganbench.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONFIG_NAME = "train"
+#: groups whose option is a list of configs (``reg=[gp,sn]``)
+MULTI_GROUPS = ("reg", "logger")
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    cast: Callable[[Any], Any]
+    ok: Callable[[Any], bool]
+    allowed: str
+    optional: bool = False
+
+
+def _int(v):
+    if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+        raise ValueError
+    return int(v)
+
+
+def _float(v):
+    if isinstance(v, bool):
+        raise ValueError
+    return float(v)
+
+
+RULES = (
+    Rule("seed", _int, lambda v: v >= 0, "an integer >= 0"),
+    Rule("optim.lr", _float, lambda v: v > 0, "a number > 0"),
+    Rule("optim.lr_g", _float, lambda v: v > 0, "a number > 0 (or null: optim.lr)", optional=True),
+    Rule("optim.lr_d", _float, lambda v: v > 0, "a number > 0 (or null: optim.lr)", optional=True),
+    Rule("optim.beta1", _float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    Rule("optim.beta2", _float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    Rule("optim.n_disc", _int, lambda v: v >= 1, "an integer >= 1"),
+    Rule("optim.batch_size", _int, lambda v: v >= 1, "an integer >= 1"),
+    Rule("optim.z_dim", _int, lambda v: v >= 1, "an integer >= 1"),
+    Rule("optim.g_steps", _int, lambda v: v >= 1, "an integer >= 1"),
+    Rule("optim.prior", str, lambda v: v in ("normal", "uniform"), "normal or uniform"),
+    Rule("ema.decay", _float, lambda v: 0 <= v < 1, "a number in [0, 1) (0 disables the EMA generator)"),
+    Rule("checkpoint.every", _int, lambda v: v >= 0, "an integer >= 0 (0: only at the end)"),
+    Rule("samples.every", _int, lambda v: v >= 0, "an integer >= 0 (0: only at the end)"),
+    Rule("samples.num", _int, lambda v: v >= 1, "an integer >= 1"),
+    Rule("stop_after", _int, lambda v: v >= 1, "an integer >= 1 (or null)", optional=True),
+    Rule("log_every", _int, lambda v: v >= 1, "an integer >= 1"),
+    Rule("metrics.every", _int, lambda v: v >= 0, "an integer >= 0 (0: only at the end)", optional=True),
+)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError (one line) for the first value outside its allowed range."""
+    for rule in RULES:
+        try:
+            raw = OmegaConf.select(cfg, rule.key, throw_on_missing=True)
+        except Exception as exc:  # missing mandatory value or a broken interpolation
+            raise ConfigError(f"{rule.key}: {str(exc).splitlines()[0]}") from None
+        if raw is None and (rule.optional or OmegaConf.select(cfg, rule.key.split(".")[0]) is None):
+            continue
+        try:
+            value = rule.cast(raw)
+            good = rule.ok(value)
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise ConfigError(f"{rule.key} must be {rule.allowed}; got {raw!r}")
+    if OmegaConf.select(cfg, "reg") is not None:
+        norms = [name for name in cfg.reg if name in ("bn", "ln")]
+        if len(norms) > 1:
+            raise ConfigError(f"reg: choose at most one discriminator normalization; got {', '.join(norms)}")
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def config_groups() -> list[str]:
+    return sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+
+
+def _check_group_value(group: str, value: Any) -> None:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    options = group_options(group)
+    for v in values:
+        if v is None or str(v) == "null":
+            continue
+        if str(v) not in options:
+            raise ConfigError(f"{group}={v}: no such option; {group} is one of: {', '.join(options)}")
+    if isinstance(value, (list, tuple)) and group not in MULTI_GROUPS:
+        raise ConfigError(f"{group}={list(value)}: {group} takes one option, not a list; one of: "
+                          f"{', '.join(options)}")
+
+
+def _unknown_key_message(base: DictConfig, key: str) -> str | None:
+    node: Any = base
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, DictConfig):
+            return None
+        if part not in node:
+            where = ".".join(parts[:i]) or "the top level"
+            keys = ", ".join(str(k) for k in node.keys())
+            return (f"{key}: no such key in {where}; its keys are: {keys} "
+                    f"(prefix with + to add a new key)")
+        node = node[part]
+    return None
+
+
+CLI_FLAGS_WITH_VALUE = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--cfg", "-c",
+                        "--package", "-p", "--info", "-i", "--experimental-rerun", "--shell-completion", "-sc")
+
+
+def preflight(argv: list[str]) -> None:
+    """Check the command line's overrides; raise ConfigError (one line) on the first problem."""
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return  # --help, --cfg, --info, ...: Hydra's own business
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    args = [a for a in argv if not a.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except HydraException as exc:
+        raise ConfigError(f"cannot parse the command line: {str(exc).splitlines()[0]}") from None
+    groups = config_groups()
+    first: list[str] = []
+    for o in overrides:
+        key = o.key_or_group
+        if key.startswith("hydra") or o.is_delete():
+            first.append(o.input_line) if not key.startswith("hydra") else None
+            continue
+        values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+        if key in groups:
+            for v in values:
+                _check_group_value(key, v)
+        if o.is_sweep_override():
+            v = values[0]
+            prefix = "+" if o.is_add() else ("++" if o.is_force_add() else "")
+            first.append(f"{prefix}{key}={_encode(v)}")
+        else:
+            first.append(o.input_line)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="preflight"):
+        try:
+            cfg = compose(config_name=CONFIG_NAME, overrides=first)
+        except HydraException as exc:
+            base = compose(config_name=CONFIG_NAME, overrides=[f for f in first if "=" in f and
+                                                                f.split("=")[0] in groups])
+            for o in overrides:
+                if o.key_or_group not in groups and not o.is_add() and not o.is_force_add():
+                    msg = _unknown_key_message(base, o.key_or_group)
+                    if msg:
+                        raise ConfigError(msg) from None
+            raise ConfigError(" ".join(str(exc).split("\n")[:2]).strip()) from None
+    validate(cfg)
+
+
+def _encode(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_encode(x) for x in v) + "]"
+    return str(v)
