@@ -1,0 +1,142 @@
+"""The training entrypoint end to end: sweeps, resume, determinism, divergence, W&B offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import TOY, read_csv, result
+
+KURACH_LOSSES = ["ns", "ls", "wgan"]
+KURACH_REGS = ["none", "gp", "dragan", "sn", "ln", "bn", "l2"]
+
+
+def test_kurach_grid_trains_every_cell_on_the_toy_mlp(run, tmp_path):
+    p = run(f"loss={','.join(KURACH_LOSSES)}", f"reg={','.join(KURACH_REGS)}", *TOY, "optim.g_steps=3",
+            multirun=True)
+    assert p[0] == 0, p[1][-3000:]
+    runs = sorted(d for d in (tmp_path / "sweep").iterdir() if d.is_dir())
+    assert len(runs) == len(KURACH_LOSSES) * len(KURACH_REGS)
+    for loss in KURACH_LOSSES:
+        for reg in KURACH_REGS:
+            run = next(d for d in runs if f"loss={loss}," in d.name + "," and f"reg={reg}," in d.name + ",")
+            r = result(run)
+            assert r["status"] == "completed" and r["g_steps"] == 3, (run.name, r.get("error"))
+            assert r["choices"]["loss"] == loss
+            assert list(r["config"]["reg"]) == [reg]
+
+
+def test_other_losses_and_composed_regularizers_train(run, tmp_path):
+    p = run("loss=mm,hinge,ls_sigmoid", "reg=r1,r2,wclip,dragan_lucic,[sn,gp]", *TOY, "optim.g_steps=2",
+            multirun=True)
+    assert p[0] == 0, p[1][-3000:]
+    runs = [d for d in (tmp_path / "sweep").iterdir() if d.is_dir()]
+    assert len(runs) == 15
+    assert all(result(d)["status"] == "completed" for d in runs)
+    composed = next(d for d in runs if "reg=[sn,gp]" in d.name)
+    assert set(result(composed)["config"]["reg"]) == {"sn", "gp"}
+
+
+def test_stop_and_rerun_resumes_from_the_last_checkpoint(run, tmp_path):
+    args = [*TOY, "optim.g_steps=8", "log_every=1"]
+    first = run(*args, "stop_after=4")
+    assert first[0] == 0, first[1][-3000:]
+    rd = tmp_path / "run"
+    assert result(rd)["status"] == "interrupted" and result(rd)["g_steps"] == 4
+    assert (rd / "checkpoints" / "last.ckpt").exists()
+    second = run(*args)
+    assert second[0] == 0, second[1][-3000:]
+    assert "resuming from" in second[1]
+    r = result(rd)
+    assert r["status"] == "completed" and r["g_steps"] == 8
+    steps = read_csv(rd / "metrics.csv")["g_step"].dropna().astype(int).tolist()
+    assert steps == list(range(1, 9))  # rows of both sessions, none repeated
+
+
+def test_a_completed_run_is_left_alone(run, tmp_path):
+    args = [*TOY, "optim.g_steps=2"]
+    assert run(*args)[0] == 0
+    rd = tmp_path / "run"
+    before = {p: p.stat().st_mtime_ns for p in rd.rglob("*") if p.is_file()}
+    again = run(*args)
+    assert again[0] == 0 and "already completed" in again[1]
+    after = {p: p.stat().st_mtime_ns for p in before}
+    changed = [p for p in before if p.name not in ("train.log",) and ".hydra" not in str(p) and before[p] != after[p]]
+    assert not changed
+
+
+def test_same_seed_same_losses_at_every_step(run, tmp_path):
+    args = ["model=dcgan", "data=digits", "model.generator.width=8", "model.discriminator.width=8", "reg=gp",
+            "augment=diffaug", "optim.g_steps=6", "optim.batch_size=16", "log_every=1", "logger=[csv]",
+            "metrics=none", "samples.every=0", "checkpoint.every=0"]
+    for name in ("a", "b"):
+        p = run(*args, run_dir=tmp_path / name)
+        assert p[0] == 0, p[1][-3000:]
+    a, b = read_csv(tmp_path / "a" / "metrics.csv"), read_csv(tmp_path / "b" / "metrics.csv")
+    assert len(a) == 6
+    for col in ("loss/d", "loss/g", "reg/gp"):
+        assert a[col].tolist() == b[col].tolist()
+    c = run(*args, "seed=1", run_dir=tmp_path / "c")
+    assert c[0] == 0
+    assert read_csv(tmp_path / "c" / "metrics.csv")["loss/d"].tolist() != a["loss/d"].tolist()
+
+
+def test_nan_loss_stops_the_run_and_records_divergence(run, tmp_path):
+    p = run(*TOY, "optim.g_steps=50", "loss._target_=nan_loss.NaNAfter", "+loss.calls=5", "checkpoint.every=2")
+    assert p[0] == 0, p[1][-3000:]
+    r = result(tmp_path / "run")
+    assert r["status"] == "diverged"
+    assert r["diverged"]["g_step"] == 5 and "loss/d" in r["diverged"]["non_finite"]
+    assert r["g_steps"] == 5
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()  # the last good checkpoint is kept
+    assert "diverged at generator step 5" in p[1]
+    # a rerun keeps the divergence as the result
+    again = run(*TOY, "optim.g_steps=50", "loss._target_=nan_loss.NaNAfter", "+loss.calls=5", "checkpoint.every=2")
+    assert "already diverged" in again[1]
+
+
+def test_nan_at_the_first_step_is_recorded(run, tmp_path):
+    p = run(*TOY, "optim.g_steps=5", "loss._target_=nan_loss.NaNAfter", "+loss.calls=0")
+    assert p[0] == 0
+    r = result(tmp_path / "run")
+    assert r["status"] == "diverged" and r["diverged"]["g_step"] == 0
+
+
+def test_wandb_offline_gives_one_run_per_job(run, tmp_path):
+    p = run("loss=ns,wgan", *TOY, "optim.g_steps=2", "logger=[csv,wandb]", "logger.wandb.mode=offline",
+            multirun=True, env={"WANDB_API_KEY": "", "HOME": str(tmp_path)})
+    assert p[0] == 0, p[1][-3000:]
+    runs = [d for d in (tmp_path / "sweep").iterdir() if d.is_dir()]
+    ids = set()
+    for rd in runs:
+        offline = list((rd / "wandb").glob("offline-run-*"))
+        assert len(offline) == 1, rd
+        run_id = (rd / "wandb_id").read_text()
+        assert offline[0].name.endswith(run_id)
+        ids.add(run_id)
+    assert len(ids) == 2
+
+
+def test_auto_wandb_mode_without_credentials_is_offline_and_never_prompts(run, tmp_path):
+    env = {"WANDB_MODE": "", "WANDB_API_KEY": "", "HOME": str(tmp_path)}
+    p = run(*TOY, "optim.g_steps=1", "logger=[wandb]", env=env)
+    assert p[0] == 0, p[1][-3000:]
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+def test_run_directory_holds_the_promised_files(run, tmp_path):
+    p = run("model=dcgan", "data=digits", "model.generator.width=8", "model.discriminator.width=8",
+            "optim.g_steps=4", "optim.batch_size=16", "logger=[csv]", "metrics=none", "samples.every=2",
+            "checkpoint.every=2", "log_every=1")
+    assert p[0] == 0, p[1][-3000:]
+    rd = tmp_path / "run"
+    r = result(rd)
+    for key in ("status", "config", "seed", "g_steps", "wall_time_s", "g_steps_per_s", "versions", "git_commit"):
+        assert key in r, key
+    assert r["versions"]["torch"] and r["g_steps_per_s"] > 0
+    assert (rd / "config.yaml").exists() and (rd / ".hydra" / "config.yaml").exists()
+    assert sorted(p.name for p in (rd / "samples").glob("*.png")) == ["step_0000002.png", "step_0000004.png"]
+    assert (rd / "checkpoints" / "last.ckpt").exists()
+    assert len(read_csv(rd / "metrics.csv")) == 4
