@@ -1,0 +1,27 @@
+# ganbench: `make train` runs the CPU quick start, `make test` the test suite. Both create .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install train test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+train: install
+	$(PY) -m ganbench.train experiment=quickstart
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) scripts/bench_train.py
+	$(PY) scripts/bench_metrics.py
+
+clean:
+	rm -rf outputs/* .pytest_cache
