@@ -132,6 +132,9 @@ def wandb_logger(run_dir, run_name=None, group=None, tags=None, run_config=None,
     instead of failing mid-training. The run id is kept in ``<run_dir>/wandb_id`` so a resumed run continues it.
     """
     os.environ.setdefault("WANDB_SILENT", "true")
+    for var in ("WANDB_MODE", "WANDB_API_KEY"):  # set but empty means unset (wandb itself rejects an empty mode)
+        if var in os.environ and not os.environ[var].strip():
+            del os.environ[var]
     import wandb
     from lightning.pytorch.loggers import WandbLogger
 
