@@ -97,8 +97,13 @@ class SampleGrid(L.Callback):
 def save_image_grid(images: torch.Tensor, path: Path) -> None:
     import torchvision.utils as vutils
 
+    import torch.nn.functional as F
+
+    side = images.shape[-1]
+    if side < 64:  # small images (digits, MNIST) are enlarged so the grid is readable; pixels kept sharp
+        images = F.interpolate(images, scale_factor=64 // side, mode="nearest")
     nrow = max(1, int(math.sqrt(len(images))))
-    vutils.save_image(images, path, nrow=nrow, normalize=True, value_range=(-1, 1), padding=1)
+    vutils.save_image(images, path, nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
 
 
 def save_scatter(fake: torch.Tensor, real: torch.Tensor | None, path: Path, title: str = "") -> None:
