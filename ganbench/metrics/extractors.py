@@ -75,7 +75,9 @@ class InceptionExtractor(Extractor):
 
     def __init__(self, weights: Path):
         net = inception_class()("inception-v3-compat", INCEPTION_FEATURES, feature_extractor_weights_path=str(weights))
-        super().__init__(net, file_sha256(weights))
+        # channels-last weights: oneDNN's convolutions and pooling run ~1.5x faster on CPU (and use tensor cores on
+        # GPU); the features change only by float32 rounding (~1e-6 relative)
+        super().__init__(net.to(memory_format=torch.channels_last), file_sha256(weights))
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return inception_input(x)
