@@ -68,6 +68,9 @@ RULES = (
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError (one line) for the first value outside its allowed range."""
     for rule in RULES:
+        parent = OmegaConf.select(cfg, rule.key.rpartition(".")[0]) if "." in rule.key else cfg
+        if not isinstance(parent, DictConfig):  # a config without this section (e.g. conf/evaluate.yaml)
+            continue
         try:
             raw = OmegaConf.select(cfg, rule.key, throw_on_missing=True)
         except Exception as exc:  # missing mandatory value or a broken interpolation
@@ -127,8 +130,9 @@ CLI_FLAGS_WITH_VALUE = ("--config-name", "-cn", "--config-path", "-cp", "--confi
                         "--package", "-p", "--info", "-i", "--experimental-rerun", "--shell-completion", "-sc")
 
 
-def preflight(argv: list[str]) -> None:
-    """Check the command line's overrides; raise ConfigError (one line) on the first problem."""
+def preflight(argv: list[str], config_name: str = CONFIG_NAME) -> None:
+    """Check the command line's overrides against ``conf/<config_name>.yaml``; raise ConfigError (one line) on the
+    first problem."""
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         return  # --help, --cfg, --info, ...: Hydra's own business
     from hydra import compose, initialize_config_dir
@@ -159,9 +163,9 @@ def preflight(argv: list[str]) -> None:
             first.append(o.input_line)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="preflight"):
         try:
-            cfg = compose(config_name=CONFIG_NAME, overrides=first)
+            cfg = compose(config_name=config_name, overrides=first)
         except HydraException as exc:
-            base = compose(config_name=CONFIG_NAME, overrides=[f for f in first if "=" in f and
+            base = compose(config_name=config_name, overrides=[f for f in first if "=" in f and
                                                                 f.split("=")[0] in groups])
             for o in overrides:
                 if o.key_or_group not in groups and not o.is_add() and not o.is_force_add():

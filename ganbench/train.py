@@ -90,16 +90,24 @@ def build(cfg: DictConfig):
     return module, dm, evaluator
 
 
-def check_checkpoint(path: Path, cfg: DictConfig) -> None:
-    """A checkpoint to resume must be readable and come from the same training config."""
+def read_checkpoint(path: Path) -> dict:
+    """A ganbench checkpoint's contents; CheckpointError (one line) if it is missing, unreadable or not ganbench's."""
     import torch
 
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        state = ckpt["ganbench"]
+        ckpt["ganbench"], ckpt["state_dict"]
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem for the user
-        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt: {type(exc).__name__}); "
-                              f"delete it to start over, or restore a copy") from None
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated, corrupt or not written by ganbench: "
+                              f"{type(exc).__name__}); delete it to start over, or restore a copy") from None
+    return ckpt
+
+
+def check_checkpoint(path: Path, cfg: DictConfig) -> None:
+    """A checkpoint to resume must be readable and come from the same training config."""
+    state = read_checkpoint(path)["ganbench"]
     theirs, ours = state.get("training_config", {}), training_config(cfg)
     if state.get("config_hash") != config_hash(cfg):
         diff = sorted(k for k in _flatten(theirs).keys() | _flatten(ours).keys()

@@ -1,0 +1,146 @@
+"""Score a training checkpoint, or a folder of generated images, under any metrics protocol.
+
+    python -m ganbench.evaluate checkpoint=outputs/train/default/checkpoints/best.ckpt [metrics=kurach]
+    python -m ganbench.evaluate images=DIR data=cifar10 data.root=~/data metrics=kurach
+
+(also installed as ``ganbench-evaluate``). Prints every score and writes a JSON record holding the same
+``metrics`` block as a run's result.json (primary metric, protocol, values), plus what was scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from ganbench import results
+from ganbench.config import CONF_DIR, preflight
+from ganbench.errors import CheckpointError, ConfigError, GanbenchError
+
+log = logging.getLogger("ganbench")
+CONFIG_NAME = "evaluate"
+
+
+def checkpoint_sampler(path: Path, data_override: DictConfig | None):
+    """(datamodule, sample_fn, source info) for a checkpoint: the run's config.yaml rebuilds the module, the
+    checkpoint's weights are loaded, and samples come from its evaluation (EMA) generator."""
+    from ganbench.train import build, read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    run_dir = path.resolve().parent.parent
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise CheckpointError(f"checkpoint {path}: no config.yaml in its run directory {run_dir} (ganbench keeps "
+                              f"checkpoints in <run>/checkpoints/); copy the run's config.yaml there")
+    run_cfg = OmegaConf.load(config_file)
+    if data_override is not None:
+        run_cfg.data = data_override
+    run_cfg.metrics = None  # the protocol is this command's, not the run's
+    module, dm, _ = build(run_cfg)
+    try:
+        module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not match the model in {config_file} "
+                              f"({str(exc).splitlines()[0]})") from None
+    module.eval()
+    source = {"checkpoint": str(path), "run_dir": str(run_dir), "g_step": ckpt["ganbench"].get("g_step"),
+              "generator": "ema" if module.G_ema is not None else "G"}
+    return dm, module.sample, source
+
+
+def folder_sampler(root: Path, dm, count: int) -> tuple[Callable[[int], torch.Tensor], dict]:
+    """sample_fn returning the folder's images in sorted order (resized like the data), and source info."""
+    from ganbench.data.folder import ImageFiles, list_images
+    from ganbench.data.vision import image_transform
+
+    if not root.is_dir():
+        raise ConfigError(f"images={root}: no such directory")
+    files = list_images(root)
+    if len(files) < count:
+        raise ConfigError(f"images={root} holds {len(files)} images; the protocol scores metrics.num_fake={count} "
+                          f"(generate more, or set metrics.num_fake<={len(files)})")
+    channels, side = dm.shape[0], dm.shape[-1]
+    images = ImageFiles(files[:count], "RGB" if channels == 3 else "L", image_transform(side, crop="square"))
+    order: Iterator[int] = iter(range(count))
+
+    def sample(n: int) -> torch.Tensor:
+        return torch.stack([images[next(order)][0] for _ in range(n)])
+
+    return sample, {"images": str(root), "num_files": len(files), "resized_to": side}
+
+
+def default_record_path(cfg: DictConfig, source: dict, tag: str) -> Path:
+    if cfg.checkpoint:
+        return Path(source["run_dir"]) / "evaluations" / f"{Path(cfg.checkpoint).stem}-{tag}.json"
+    return Path("outputs") / "evaluate" / f"{Path(cfg.images).resolve().name}-{tag}.json"
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Score what ``cfg`` names; returns the record written to disk."""
+    from ganbench.train import instantiate_or_explain
+
+    if bool(cfg.checkpoint) == bool(cfg.images):
+        raise ConfigError("give exactly one of checkpoint=PATH (a ganbench checkpoint) or images=DIR (generated "
+                          "images, with data=<the dataset to compare against>)")
+    if not cfg.get("metrics"):
+        raise ConfigError("metrics=none scores nothing; pick a protocol: metrics=quick, kurach, lucic or full")
+    start = time.perf_counter()
+    if cfg.checkpoint:
+        explicit_data = any(o.split("=")[0].lstrip("+~").split(".")[0] == "data"
+                            for o in HydraConfig.get().overrides.task)
+        dm, sample_fn, source = checkpoint_sampler(Path(cfg.checkpoint).expanduser(),
+                                                   cfg.data if explicit_data else None)
+    else:
+        dm = instantiate_or_explain(cfg.data)
+        sample_fn, source = None, None
+    evaluator = instantiate_or_explain(cfg.metrics, datamodule=dm)
+    if cfg.images:
+        sample_fn, source = folder_sampler(Path(cfg.images).expanduser(), dm, evaluator.num_fake)
+    evaluator.setup()
+    torch.manual_seed(int(cfg.seed))  # after setup (which may draw from the global RNG): the same latents every time
+    values = evaluator.evaluate(sample_fn)
+    protocol = evaluator.protocol()
+    tag = evaluator.primary.split("/", 1)[-1]
+    record = {"schema_version": results.SCHEMA_VERSION, "kind": "evaluation", "source": source,
+              "data": dm.name, "metrics": {"primary": evaluator.primary, "protocol": protocol,
+                                           "final_step": source.get("g_step"), "final": values},
+              "eval_time_s": round(time.perf_counter() - start, 3), "finished": results.now(),
+              "versions": results.package_versions(), "git_commit": results.git_commit()}
+    path = Path(cfg.out).expanduser() if cfg.out else default_record_path(cfg, source, tag)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results.write_json_atomic(path, record)
+    record["path"] = str(path)
+    width = max(len(k) for k in values)
+    for key, value in values.items():
+        print(f"{key:<{width}}  {value:.6g}")
+    print(f"record: {path}")
+    return record
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=CONFIG_NAME)
+def hydra_main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg)
+    except GanbenchError as exc:
+        print(f"ganbench: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main() -> None:
+    try:
+        preflight(sys.argv[1:], CONFIG_NAME)
+    except ConfigError as exc:
+        print(f"ganbench: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()
