@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import struct
 from pathlib import Path
@@ -14,6 +15,7 @@ from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
 from ganbench.data import vision
+from ganbench.data.base import ResumableBatchSampler
 from ganbench.data.digits import Digits
 from ganbench.data.folder import ImageFolder, holdout_indices
 from ganbench.data.toy import Grid25, Ring8, SwissRoll
@@ -245,7 +247,7 @@ def test_ring8_samples_near_a_mode():
 # -- (e) every config instantiates without touching disk --------------------------------------------------------
 SHAPES = {"mnist": (1, 32, 32), "fashion_mnist": (1, 32, 32), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32),
           "stl10": (3, 48, 48), "celeba": (3, 64, 64), "lsun_bedroom": (3, 128, 128), "folder": (3, 64, 64),
-          "digits": (1, 16, 16), "ring8": (2,), "grid25": (2,), "swissroll": (2,)}
+          "digits": (1, 16, 16), "ring8": (2,), "grid25": (2,), "swissroll": (2,), "polygons": (3, 32, 32)}
 
 
 @pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
@@ -264,11 +266,30 @@ def test_config_instantiates_lazily(path, tmp_path, monkeypatch):
 
 
 # -- (f) loaders ----------------------------------------------------------------------------------------------------
-def test_train_loader_full_batches(image_dir):
-    batches = list(Ring8(n_train=100, n_test=10, batch_size=32).train_dataloader())
-    assert len(batches) == 3 and all(b[0].shape == (32, 2) for b in batches)
+def test_train_loader_is_endless_full_shuffled_batches(image_dir):
+    batches = list(itertools.islice(Ring8(n_train=100, n_test=10, batch_size=32).train_dataloader(), 7))
+    assert all(b[0].shape == (32, 2) for b in batches)  # 3 per epoch, the remainder of 4 dropped
+    assert not torch.equal(batches[0][0], batches[3][0])  # epoch 2 is reshuffled
     x, y = next(iter(ImageFolder(root=str(image_dir), resolution=8, batch_size=4).train_dataloader()))
     assert x.shape == (4, 3, 8, 8) and y.dtype == torch.long
+
+
+def test_resumable_sampler_epochs_resume_and_ranks():
+    sampler = ResumableBatchSampler(100, 8, seed=3)
+    stream = list(itertools.islice(iter(sampler), 36))  # 12 batches per epoch, 3 epochs
+    for epoch in range(3):
+        seen = [i for b in stream[12 * epoch:12 * (epoch + 1)] for i in b]
+        assert len(seen) == len(set(seen)) == 96  # each epoch: distinct indices, full batches
+    assert stream[:12] != stream[12:24]
+    # starting at batch k gives exactly the tail of the uninterrupted stream, across epoch boundaries
+    for k in (5, 12, 17):
+        assert list(itertools.islice(iter(ResumableBatchSampler(100, 8, seed=3, start=k)), 36 - k)) == stream[k:]
+    assert list(itertools.islice(iter(ResumableBatchSampler(100, 8, seed=4)), 12)) != stream[:12]
+    # two ranks split every global batch of 2 x 8 without overlap
+    ranks = [list(itertools.islice(iter(ResumableBatchSampler(100, 8, seed=3, rank=r, world_size=2)), 6))
+             for r in (0, 1)]
+    for a, b in zip(*ranks):
+        assert len(set(a) | set(b)) == 16
 
 
 def test_batch_larger_than_data_is_config_error(image_dir):

@@ -6,8 +6,9 @@ import hashlib
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 
 class GANDataModule(L.LightningDataModule):
@@ -53,14 +54,24 @@ class GANDataModule(L.LightningDataModule):
         self.dataset("train")
 
     def train_dataloader(self) -> DataLoader:
+        """An endless loader of shuffled full batches (``ResumableBatchSampler``). Under a trainer it starts after
+        the batches the module has already consumed (its ``d_step``, restored from a checkpoint) and gives each
+        rank its own share."""
         ds = self.dataset("train")
         if len(ds) < self.batch_size:
             from ganbench.errors import ConfigError
             raise ConfigError(f"optim.batch_size={self.batch_size} is larger than data={self.name}'s "
                               f"{len(ds)} training samples")
-        gen = torch.Generator().manual_seed(self.seed)
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, drop_last=True, generator=gen,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        trainer = getattr(self, "trainer", None)
+        start, rank, world = 0, 0, 1
+        if trainer is not None:
+            start = int(getattr(trainer.lightning_module, "d_step", 0))
+            rank, world = trainer.global_rank, trainer.world_size
+        sampler = ResumableBatchSampler(len(ds), self.batch_size, self.seed, start=start, rank=rank,
+                                        world_size=world)
+        return DataLoader(ds, batch_sampler=sampler, num_workers=self.num_workers,
+                          generator=torch.Generator().manual_seed(self.seed),
+                          persistent_workers=self.num_workers > 0)
 
     def real_samples(self, n: int, split: str = "train") -> torch.Tensor:
         """The first ``n`` samples of a split (deterministic order), stacked: the reference set for metrics."""
@@ -77,6 +88,43 @@ class GANDataModule(L.LightningDataModule):
         h.update(f"{self.name}:{split}:{tuple(x.shape)}".encode())
         h.update(x.contiguous().float().numpy().tobytes())
         return h.hexdigest()[:16]
+
+
+class ResumableBatchSampler(Sampler[list[int]]):
+    """An endless, exactly resumable stream of full batches.
+
+    The data is cut into global batches of ``batch_size * world_size``: epoch ``e`` is a permutation of the dataset
+    drawn from ``numpy.random.default_rng([seed, e])`` (the remainder that does not fill a global batch is dropped),
+    and rank ``r`` takes the ``r``-th slice of each. ``start`` skips the first ``start`` batches of this rank, so a run
+    resumed after ``d_step`` discriminator steps sees exactly the batches an uninterrupted run would, also across
+    epoch boundaries. Each batch depends only on (seed, batch index): no state but ``start`` is needed.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int = 0, start: int = 0, rank: int = 0,
+                 world_size: int = 1):
+        self.size, self.batch_size, self.seed = int(size), int(batch_size), int(seed)
+        self.start, self.rank, self.world_size = int(start), int(rank), int(world_size)
+        self.per_epoch = self.size // (self.batch_size * self.world_size)
+        if self.per_epoch < 1:
+            raise ValueError(f"{size} samples cannot fill one batch of {batch_size} on {world_size} rank(s)")
+        self._cached: tuple[int, np.ndarray] | None = None
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        if self._cached is None or self._cached[0] != epoch:
+            self._cached = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.size))
+        return self._cached[1]
+
+    def batch(self, index: int) -> list[int]:
+        """This rank's ``index``-th batch."""
+        epoch, position = divmod(index, self.per_epoch)
+        first = (position * self.world_size + self.rank) * self.batch_size
+        return self.permutation(epoch)[first:first + self.batch_size].tolist()
+
+    def __iter__(self):
+        index = self.start
+        while True:
+            yield self.batch(index)
+            index += 1
 
 
 def tensor_dataset(x: torch.Tensor, y: torch.Tensor | None = None) -> TensorDataset:
