@@ -8,12 +8,23 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+@contextmanager
+def isolated_rng(seed: int):
+    """Run a block on its own seeded random streams and leave the global ones as they were: sampling for grids and
+    evaluation then neither perturbs training (so a resumed run replays it exactly) nor depends on it."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def _due(pl_module, every: int) -> bool:
@@ -85,8 +96,10 @@ class SampleGrid(L.Callback):
             save_image_grid(samples, path)
         else:
             real = trainer.datamodule.real_samples(2000) if trainer.datamodule is not None else None
-            save_scatter(samples if len(samples) >= 500 else pl_module.sample(2000).cpu(), real, path,
-                         title=f"generator step {pl_module.g_step}")
+            if len(samples) < 500:
+                with isolated_rng(pl_module.g_step):
+                    samples = pl_module.sample(2000).cpu()
+            save_scatter(samples, real, path, title=f"generator step {pl_module.g_step}")
         self.written.append(str(path))
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
@@ -140,7 +153,8 @@ class Evaluation(L.Callback):
         return self.dirpath / "best.ckpt"
 
     def on_fit_start(self, trainer, pl_module):
-        self.evaluator.setup()
+        with isolated_rng(self.evaluator.seed):  # building the reference must not move training's random streams
+            self.evaluator.setup()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if _due(pl_module, self.evaluator.every) and pl_module.diverged is None:
@@ -153,7 +167,8 @@ class Evaluation(L.Callback):
 
     def run(self, trainer, pl_module) -> dict:
         start = time.perf_counter()
-        values = self.evaluator.evaluate(lambda n: pl_module.sample(n))
+        with isolated_rng(self.evaluator.seed):  # the same latents at every evaluation; training's streams untouched
+            values = self.evaluator.evaluate(lambda n: pl_module.sample(n))
         self.seconds += time.perf_counter() - start
         row = {"g_step": pl_module.g_step, **values}
         self.history.append(row)

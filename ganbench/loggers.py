@@ -86,6 +86,23 @@ class AppendingCSVLogger(Logger):
     def finalize(self, status: str) -> None:
         self.save()
 
+    @rank_zero_only
+    def drop_after(self, step: int) -> None:
+        """Remove the rows logged after ``step``: a run resumed from a checkpoint at ``step`` logs them again."""
+        if not self.path.exists():
+            return
+        with open(self.path, newline="") as f:
+            reader = csv.DictReader(f)
+            header, rows = list(reader.fieldnames or []), list(reader)
+        kept = [r for r in rows if not r.get("step") or float(r["step"]) <= step]
+        if len(kept) < len(rows):
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=header)
+                writer.writeheader()
+                writer.writerows(kept)
+            os.replace(tmp, self.path)
+
 
 def csv_logger(run_dir, run_name=None, group=None, tags=None, run_config=None, flush_every: int = 50):
     """Scalars to ``<run_dir>/metrics.csv`` (appended when a run resumes)."""

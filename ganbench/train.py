@@ -105,8 +105,9 @@ def read_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def check_checkpoint(path: Path, cfg: DictConfig) -> None:
-    """A checkpoint to resume must be readable and come from the same training config."""
+def check_checkpoint(path: Path, cfg: DictConfig) -> dict:
+    """A checkpoint to resume must be readable and come from the same training config; returns its ganbench
+    state (g_step, d_step, ...)."""
     state = read_checkpoint(path)["ganbench"]
     theirs, ours = state.get("training_config", {}), training_config(cfg)
     if state.get("config_hash") != config_hash(cfg):
@@ -115,6 +116,7 @@ def check_checkpoint(path: Path, cfg: DictConfig) -> None:
         raise CheckpointError(f"checkpoint {path} was written by a different config (differs in: "
                               f"{', '.join(diff[:5]) or 'unknown'}); use another run directory "
                               f"(hydra.run.dir=...) or delete the checkpoint")
+    return state
 
 
 def _flatten(d, prefix=""):
@@ -145,7 +147,8 @@ def make_trainer(cfg: DictConfig, module, run_dir: Path, evaluator, loggers):
                         callbacks=callbacks, logger=loggers or False, enable_checkpointing=False,
                         enable_progress_bar=any(isinstance(c, RichProgressBar) for c in callbacks),
                         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
-                        default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
+                        default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()],
+                        use_distributed_sampler=False)  # the datamodule's sampler shards batches by rank itself
     if trainer_kwargs.get("deterministic"):
         # deterministic mode also fills every new tensor with NaN (5x slower here); ganbench reads no
         # uninitialised memory, so results are identical without it
@@ -200,8 +203,7 @@ def train(cfg: DictConfig) -> float:
             raise ConfigError(f"resume=false but {run_dir} already holds a checkpoint; pick another run "
                               f"directory (hydra.run.dir=...) or remove it")
         ckpt_path = last if last.exists() else None
-        if ckpt_path is not None:
-            check_checkpoint(ckpt_path, cfg)
+        resumed_at = check_checkpoint(ckpt_path, cfg)["g_step"] if ckpt_path is not None else None
         import lightning as L
 
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -209,9 +211,13 @@ def train(cfg: DictConfig) -> float:
         module.checkpoint_extra = {"config_hash": config_hash(cfg), "training_config": training_config(cfg)}
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
         results.write_json_atomic(run_dir / "result.json", record)
-        trainer, callbacks = make_trainer(cfg, module, run_dir, evaluator, make_loggers(cfg, run_dir))
+        loggers = make_loggers(cfg, run_dir)
+        trainer, callbacks = make_trainer(cfg, module, run_dir, evaluator, loggers)
         if ckpt_path is not None:
-            log.info("resuming from %s", ckpt_path)
+            log.info("resuming from %s at generator step %d", ckpt_path, resumed_at)
+            for logger in loggers:  # steps after the checkpoint are replayed: their old rows go
+                if hasattr(logger, "drop_after"):
+                    logger.drop_after(resumed_at)
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
         if trainer.interrupted:
             record["status"] = "interrupted"

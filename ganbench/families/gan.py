@@ -77,7 +77,8 @@ class GAN(L.LightningModule):
         self.G_ema = AveragedModel(generator, multi_avg_fn=ema_avg_fn(self.ema_decay), use_buffers=True) \
             if self.ema_decay > 0 else None
         self.log_every = max(1, int(log_every))
-        fixed = torch.Generator().manual_seed(int(seed))
+        self.seed = int(seed)
+        fixed = torch.Generator().manual_seed(self.seed)
         self.register_buffer("fixed_z", self._prior(int(num_fixed), self.z_dim, generator=fixed))
         self.g_step = 0
         self.d_step = 0
@@ -189,8 +190,15 @@ class GAN(L.LightningModule):
         return False
 
     # -- checkpoint state -------------------------------------------------------------------------------------------
+    # Exact resume: the data stream restarts after d_step batches (see ResumableBatchSampler) and the global random
+    # streams (latents, penalties' interpolation noise, augmentation) are saved here and restored when training
+    # restarts; sample grids and evaluation run on their own streams (callbacks.isolated_rng).
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["ganbench"] = {"g_step": self.g_step, "d_step": self.d_step, "diverged": self.diverged,
+                                  "rng": rng, "world_size": self.trainer.world_size if self._trainer else 1,
                                   **getattr(self, "checkpoint_extra", {})}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -198,3 +206,20 @@ class GAN(L.LightningModule):
         self.g_step = int(state.get("g_step", 0))
         self.d_step = int(state.get("d_step", 0))
         self.diverged = state.get("diverged")
+        self._rng_to_restore = state.get("rng")
+
+    def on_train_start(self) -> None:
+        rng, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
+        if self.trainer.world_size > 1:
+            # seed_everything gave every rank the same streams (and a checkpoint holds rank 0's): reseed each rank
+            # from (seed, g_step, rank) so that ranks draw different latents
+            import numpy as np
+
+            torch.manual_seed(int(np.random.SeedSequence([self.seed, self.g_step, self.global_rank])
+                                  .generate_state(1)[0]))
+            return
+        if rng is None:
+            return
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
