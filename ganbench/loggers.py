@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import netrc
 import os
 import uuid
 from pathlib import Path
@@ -15,10 +14,9 @@ from pathlib import Path
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from ganbench.errors import ConfigError
+from ganbench.wandb_mode import WANDB_MODES, resolve_wandb_mode, wandb_logged_in  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
-WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
 class AppendingCSVLogger(Logger):
@@ -114,31 +112,6 @@ def tensorboard_logger(run_dir, run_name=None, group=None, tags=None, run_config
     from lightning.pytorch.loggers import TensorBoardLogger
 
     return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
-
-
-def wandb_logged_in() -> bool:
-    """True when W&B credentials exist (WANDB_API_KEY or a ~/.netrc entry); never prompts, never connects."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc().authenticators(os.environ.get("WANDB_BASE_URL", "api.wandb.ai")
-                                            .replace("https://", "")) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def resolve_wandb_mode(mode: str) -> str:
-    """``auto`` -> WANDB_MODE if set, else online when logged in, else offline. ``online`` without credentials
-    falls back to offline with a warning: a run never waits for a key."""
-    if mode not in WANDB_MODES:
-        raise ConfigError(f"logger.wandb.mode must be one of {', '.join(WANDB_MODES)}; got {mode!r}")
-    if mode == "auto":
-        mode = os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
-    if mode == "online" and not wandb_logged_in():
-        log.warning("W&B: not logged in (no WANDB_API_KEY, no netrc entry); logging offline instead. "
-                    "Sync later with `wandb sync <run_dir>/wandb/offline-run-*`.")
-        mode = "offline"
-    return mode
 
 
 def wandb_logger(run_dir, run_name=None, group=None, tags=None, run_config=None, project: str = "ganbench",
