@@ -17,6 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 from ganbench.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+# resolvers the YAML files use (registered on import: every entrypoint and test composing conf/ imports this module)
+OmegaConf.register_new_resolver("ganbench_run_id", lambda overrides: overrides or "default", replace=True)
+# budgets counted in discriminator steps (compare_gan's convention): g_steps: ${ganbench_div:200000,${optim.n_disc}}
+OmegaConf.register_new_resolver("ganbench_div", lambda a, b: int(a) // int(b), replace=True)
 CONFIG_NAME = "train"
 #: groups whose option is a list of configs (``reg=[gp,sn]``)
 MULTI_GROUPS = ("reg", "logger")
@@ -61,6 +66,7 @@ RULES = (
     Rule("samples.num", _int, lambda v: v >= 1, "an integer >= 1"),
     Rule("stop_after", _int, lambda v: v >= 1, "an integer >= 1 (or null)", optional=True),
     Rule("log_every", _int, lambda v: v >= 1, "an integer >= 1"),
+    Rule("penalty_weight", _float, lambda v: v >= 0, "a number >= 0 (or null)", optional=True),
     Rule("metrics.every", _int, lambda v: v >= 0, "an integer >= 0 (0: only at the end)", optional=True),
 )
 
@@ -90,8 +96,22 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"reg: choose at most one discriminator normalization; got {', '.join(norms)}")
 
 
+def apply_penalty_weight(cfg: DictConfig) -> None:
+    """``penalty_weight`` (lambda of the studies' grids), when set, becomes the ``weight`` of every penalty in
+    ``reg`` that has one (gp, dragan, dragan_lucic, l2), so one sweep axis covers every regularizer of a grid; the
+    recorded config then holds the weights actually used."""
+    weight = cfg.get("penalty_weight")
+    if weight is None:
+        return
+    for node in (cfg.get("reg") or {}).values():
+        if isinstance(node, DictConfig) and "weight" in node:
+            node.weight = float(weight)
+
+
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """Every option of a config group, nested ones by their path (``kurach2019/mini``)."""
+    root = CONF_DIR / group
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
 
 
 def config_groups() -> list[str]:

@@ -24,7 +24,7 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ganbench import results
-from ganbench.config import CONF_DIR, CONFIG_NAME, preflight, validate
+from ganbench.config import CONF_DIR, CONFIG_NAME, apply_penalty_weight, preflight, validate
 from ganbench.errors import CheckpointError, ConfigError, GanbenchError
 
 log = logging.getLogger("ganbench")
@@ -33,8 +33,8 @@ for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):  # GPU/TPU 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
 warnings.filterwarnings("ignore", ".*Experiment logs directory.*")
+warnings.filterwarnings("ignore", ".*overridden `transfer_batch_to_device`.*")  # GAN's CPU fast path, on purpose
 
-OmegaConf.register_new_resolver("ganbench_run_id", lambda overrides: overrides or "default", replace=True)
 
 #: the parts of a config that change what a run computes (a checkpoint must match them to be resumed)
 TRAINING_KEYS = ("model", "loss", "reg", "augment", "data", "optim", "ema", "seed")
@@ -197,6 +197,7 @@ def train(cfg: DictConfig) -> float:
     module = trainer = callbacks = None
     try:
         validate(cfg)
+        apply_penalty_weight(cfg)
         record["config"] = OmegaConf.to_container(cfg, resolve=True)
         last = run_dir / "checkpoints" / "last.ckpt"
         if last.exists() and not cfg.resume:
@@ -293,11 +294,16 @@ def hydra_main(cfg: DictConfig) -> float:
     try:
         return train(cfg)
     except GanbenchError as exc:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            log.error("job failed: %s", exc)
-            raise
+        if HydraConfig.get().mode == RunMode.MULTIRUN:  # one failed job never aborts a sweep or an Optuna study
+            log.error("job failed (recorded in result.json): %s", exc)
+            return results.objective(None)
         print(f"ganbench: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - a crash in a sweep job: recorded as failed, the sweep goes on
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.exception("job crashed (recorded in result.json): %s", exc)
+            return results.objective(None)
+        raise
 
 
 def main() -> None:

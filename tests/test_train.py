@@ -140,3 +140,13 @@ def test_run_directory_holds_the_promised_files(run, tmp_path):
     assert sorted(p.name for p in (rd / "samples").glob("*.png")) == ["step_0000002.png", "step_0000004.png"]
     assert (rd / "checkpoints" / "last.ckpt").exists()
     assert len(read_csv(rd / "metrics.csv")) == 4
+
+
+def test_a_failing_job_is_recorded_and_never_aborts_the_sweep(run, tmp_path):
+    toy = [o for o in TOY if not o.startswith("optim.batch_size")]
+    code, out = run(*toy, "optim.g_steps=2", "optim.batch_size=32,60000", multirun=True)
+    assert code == 0, out[-3000:]
+    records = {r["config"]["optim"]["batch_size"]: r for r in
+               (result(p.parent) for p in (tmp_path / "sweep").rglob("result.json"))}
+    assert {size: r["status"] for size, r in records.items()} == {32: "completed", 60000: "failed"}
+    assert "optim.batch_size=60000 is larger" in records[60000]["error"]
