@@ -1,0 +1,112 @@
+"""Study presets: Kurach et al. 2019's grid as one command, launched through submitit, resumable and idempotent."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from conftest import ROOT, result
+from ganbench.config import CONF_DIR, group_options
+
+KURACH = sorted(p.stem for p in (CONF_DIR / "experiment" / "kurach2019").glob("*.yaml"))
+
+
+def sweep_points(params: dict) -> list[dict]:
+    """Every job a sweeper params block expands to, as {key: value}."""
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    axes = [[(o.key_or_group, v) for v in (o.sweep_iterator() if o.is_sweep_override() else [o.value()])]
+            for o in parsed]
+    return [dict(point) for point in itertools.product(*axes)]
+
+
+@pytest.mark.parametrize("preset", [p for p in KURACH if p != "mini"])
+def test_kurach_presets_expand_to_table_1s_grid(preset):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment=kurach2019/{preset}"], return_hydra_config=True)
+    points = sweep_points(OmegaConf.to_container(cfg.hydra.sweeper.params))
+    assert len(points) == 3 * 9 * 24 * 5  # loss x reg x Table 1's 24 settings x 5 seeds
+    assert {p["loss"] for p in points} == {"ns", "ls_sigmoid", "wgan"}
+    regs = {tuple(p["reg"]) if isinstance(p["reg"], list) else p["reg"] for p in points}
+    assert regs == {"none", "gp", "dragan", "sn", "ln", "bn", "l2", ("sn", "gp"), ("ln", "gp")}
+    for p in points[:: 97]:  # every value names a real option
+        assert p["loss"] in group_options("loss") and p["optim"] in group_options("optim")
+    assert cfg.optim.batch_size == 64 and cfg.metrics.num_fake == cfg.metrics.num_real == 10_000
+    settings = {(p["optim"], p["optim.lr"], p["penalty_weight"]) for p in points}
+    assert len(settings) == 24
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):  # budgets in discriminator steps
+        job = compose("train", overrides=[f"experiment=kurach2019/{preset}", "optim=adam_0.5_0.9_n5"])
+    budget = 200_000 if "cifar" in preset else 100_000
+    assert job.optim.g_steps * job.optim.n_disc == budget and job.optim.n_disc == 5
+
+
+def sweep(tmp_path, cache_dir, *overrides, launcher=None):
+    cmd = [sys.executable, "-m", "ganbench.train", "-m", "experiment=kurach2019/mini", *overrides,
+           f"hydra.sweep.dir={tmp_path / 'sweep'}", *([f"hydra/launcher={launcher}"] if launcher else [])]
+    env = {**os.environ, "WANDB_MODE": "offline", "GANBENCH_CACHE": str(cache_dir), "PYTHONPATH": str(ROOT / "tests")}
+    return cmd, env
+
+
+def test_mini_grid_through_submitit_local_then_analysis(tmp_path, cache_dir):
+    """The acceptance path of a study: a grid launched through submitit (as on SLURM), then analysed."""
+    cmd, env = sweep(tmp_path, cache_dir, "loss=ns,wgan", "reg=none,[sn,gp]", "optim.lr=0.001",
+                     launcher="local_parallel")
+    # four jobs at once on a 2-core machine: one thread each, not torch's default of one per core
+    proc = subprocess.run(cmd, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = {p.parent.name: result(p.parent) for p in (tmp_path / "sweep").rglob("result.json")}
+    assert sorted(records) == sorted(f"loss={loss},optim.lr=0.001,reg={reg}" for loss in ("ns", "wgan")
+                                     for reg in ("none", "[sn,gp]"))
+    for name, r in records.items():
+        assert r["status"] == "completed", (name, r.get("error"))
+        assert r["g_steps"] == 300 and r["metrics"]["primary"] == "toy/reverse_kl"
+    gp = records["loss=wgan,optim.lr=0.001,reg=[sn,gp]"]["config"]["reg"]
+    assert set(gp) == {"sn", "gp"} and gp["gp"]["weight"] == 1.0  # penalty_weight applied
+
+
+def test_a_killed_sweep_relaunched_leaves_completed_runs_untouched(tmp_path, cache_dir):
+    cmd, env = sweep(tmp_path, cache_dir, "loss=ns,wgan", "reg=none,sn", "optim.lr=0.001")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    completed = []
+    while time.time() < deadline and proc.poll() is None:
+        completed = [p for p in (tmp_path / "sweep").rglob("result.json") if result(p.parent)["status"] == "completed"]
+        if len(completed) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= len(completed) < 4
+    before = {p: p.stat().st_mtime_ns for d in completed for p in d.parent.rglob("*") if p.is_file()}
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    records = [result(p.parent) for p in (tmp_path / "sweep").rglob("result.json")]
+    assert len(records) == 4 and all(r["status"] == "completed" for r in records)
+    changed = [p for p, t in before.items() if p.stat().st_mtime_ns != t and p.name != "train.log"
+               and ".hydra" not in p.parts]
+    assert not changed, changed
+    # the analysis of that sweep: one row per run with its cell, the best score per cell, every figure
+    import pandas as pd
+
+    out = tmp_path / "analysis"
+    analysis = subprocess.run([sys.executable, "-m", "ganbench.analyze", str(tmp_path / "sweep"), "--out", str(out),
+                               "--bootstrap", "200"], env=env, capture_output=True, text=True, timeout=300)
+    assert analysis.returncode == 0, analysis.stderr[-3000:]
+    runs = pd.read_csv(out / "runs.csv")
+    assert sorted(zip(runs["loss"], runs["reg"])) == [("ns", "gp+sn"), ("ns", "none"), ("wgan", "gp+sn"),
+                                                      ("wgan", "none")]
+    for _, row in runs.iterrows():  # each score is the run's best toy/reverse_kl from its result.json
+        name = f"loss={row['loss']},optim.lr=0.001,reg={'[sn,gp]' if row['reg'] == 'gp+sn' else 'none'}"
+        assert row["score"] == pytest.approx(records[name]["metrics"]["best"]["toy/reverse_kl"])
+    report = (out / "report.md").read_text()
+    assert "toy/reverse_kl" in report and "| completed | 4 |" in report
+    figures = {p.name for p in (out / "figures").iterdir()}
+    assert len(figures) >= 8 and {p.rsplit(".", 1)[1] for p in figures} == {"png", "pdf"}
