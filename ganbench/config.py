@@ -200,3 +200,16 @@ def _encode(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ",".join(_encode(x) for x in v) + "]"
     return str(v)
+
+
+def run_cli(hydra_main: Callable[[], Any], config_name: str = CONFIG_NAME) -> None:
+    """An entrypoint: check the command line (one line and exit code 2 on a bad option, value or key), then run
+    the Hydra app."""
+    import sys
+
+    try:
+        preflight(sys.argv[1:], config_name)
+    except ConfigError as exc:
+        print(f"ganbench: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    hydra_main()

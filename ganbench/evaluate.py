@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from ganbench import results
-from ganbench.config import CONF_DIR, preflight
+from ganbench.config import CONF_DIR, run_cli
 from ganbench.errors import CheckpointError, ConfigError, GanbenchError
 
 log = logging.getLogger("ganbench")
@@ -134,12 +134,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    try:
-        preflight(sys.argv[1:], CONFIG_NAME)
-    except ConfigError as exc:
-        print(f"ganbench: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    hydra_main()
+    run_cli(hydra_main, CONFIG_NAME)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,19 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ganbench import results
-from ganbench.config import CONF_DIR, CONFIG_NAME, apply_penalty_weight, preflight, validate
+from ganbench.config import CONF_DIR, CONFIG_NAME, apply_penalty_weight, run_cli, validate
 from ganbench.errors import CheckpointError, ConfigError, GanbenchError
 
 log = logging.getLogger("ganbench")
-for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):  # GPU/TPU banners, tips: not for users
-    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+def quiet_lightning() -> None:
+    """Lightning's INFO lines (GPU/TPU banners, tips, "max_steps reached") are not for ganbench's users. Called
+    after Lightning is imported: its import sets its loggers' level to INFO."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
 warnings.filterwarnings("ignore", ".*Experiment logs directory.*")
@@ -207,6 +214,7 @@ def train(cfg: DictConfig) -> float:
         resumed_at = check_checkpoint(ckpt_path, cfg)["g_step"] if ckpt_path is not None else None
         import lightning as L
 
+        quiet_lightning()
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
         module, dm, evaluator = build(cfg)
         module.checkpoint_extra = {"config_hash": config_hash(cfg), "training_config": training_config(cfg)}
@@ -307,12 +315,7 @@ def hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    try:
-        preflight(sys.argv[1:])
-    except ConfigError as exc:
-        print(f"ganbench: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    hydra_main()
+    run_cli(hydra_main)
 
 
 if __name__ == "__main__":

@@ -46,8 +46,6 @@ def run(tmp_path, cache_dir, monkeypatch, capfd):
 
     It calls the same ``ganbench.train.main`` that the console script calls, with sys.argv set.
     """
-    from hydra.core.global_hydra import GlobalHydra
-
     import ganbench.train
 
     def go(*overrides: str, multirun: bool = False, env: dict | None = None, run_dir: Path | None = None):
@@ -56,19 +54,39 @@ def run(tmp_path, cache_dir, monkeypatch, capfd):
         for k, v in {"WANDB_MODE": "offline", "GANBENCH_CACHE": str(cache_dir),
                      "TORCH_HOME": str(cache_dir / "torch"), **(env or {})}.items():
             monkeypatch.setenv(k, v)
-        monkeypatch.setattr(sys, "argv", ["ganbench-train", *(["-m"] if multirun else []), *overrides, where])
-        GlobalHydra.instance().clear()
-        code = 0
-        try:
-            ganbench.train.main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        finally:
-            GlobalHydra.instance().clear()
-        out, err = capfd.readouterr()
-        return code, out + err
+        argv = [*(["-m"] if multirun else []), *overrides, where]
+        return call_main(ganbench.train.main, "ganbench-train", argv, monkeypatch, capfd)
 
     return go
+
+
+def call_main(main, program: str, argv: list[str], monkeypatch, capfd) -> tuple[int, str]:
+    """Run a console-script ``main`` in this process with ``sys.argv = [program, *argv]``; returns (exit code,
+    stdout + stderr)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    monkeypatch.setattr(sys, "argv", [program, *argv])
+    GlobalHydra.instance().clear()
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        GlobalHydra.instance().clear()
+    out, err = capfd.readouterr()
+    return code, out + err
+
+
+@pytest.fixture(scope="module")
+def one_cpu_thread():
+    """The test machines are small and shared: one torch thread avoids oversubscription (many times faster)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def result(run_dir: Path) -> dict:

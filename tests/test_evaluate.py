@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import call_main
 
 RUN = ["model=dcgan", "model.generator.width=16", "model.discriminator.width=16", "optim.g_steps=20",
        "optim.batch_size=32", "logger=[csv]", "metrics=none", "samples.every=0", "checkpoint.every=0"]
@@ -16,25 +17,13 @@ RUN = ["model=dcgan", "model.generator.width=16", "model.discriminator.width=16"
 @pytest.fixture
 def evaluate(cache_dir, monkeypatch, capfd, tmp_path):
     """evaluate(*overrides) -> (exit code, output): ganbench.evaluate.main in-process, as the console script."""
-    from hydra.core.global_hydra import GlobalHydra
-
     import ganbench.evaluate
 
     def go(*overrides: str):
         monkeypatch.setenv("GANBENCH_CACHE", str(cache_dir))
         monkeypatch.setenv("TORCH_HOME", str(cache_dir / "torch"))
         monkeypatch.chdir(tmp_path)
-        monkeypatch.setattr(sys, "argv", ["ganbench-evaluate", *overrides])
-        GlobalHydra.instance().clear()
-        code = 0
-        try:
-            ganbench.evaluate.main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        finally:
-            GlobalHydra.instance().clear()
-        out, err = capfd.readouterr()
-        return code, out + err
+        return call_main(ganbench.evaluate.main, "ganbench-evaluate", list(overrides), monkeypatch, capfd)
 
     return go
 

@@ -27,13 +27,8 @@ from ganbench.metrics.toy import energy_distance, mode_metrics
 CONF = Path(__file__).resolve().parents[1] / "conf" / "metrics"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    """The test machines are small and shared: one torch thread avoids oversubscription (many times faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# the test machines are small and shared: one torch thread avoids oversubscription (many times faster)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def gaussian(n: int, d: int, seed: int, shift: float = 0.0) -> torch.Tensor:

@@ -20,13 +20,8 @@ from ganbench.metrics.kid import kernel_inception_distance
 N = 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    """The test machines are small and shared: one torch thread avoids oversubscription (many times faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# the test machines are small and shared: one torch thread avoids oversubscription (many times faster)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 class UInt8Images(Dataset):

@@ -65,6 +65,14 @@ def _panel_figure(n_panels: int, width: float, height: float = 3.6) -> tuple[Fig
     return fig, list(axes)
 
 
+def _label_cells(ax, cells, metric: str, title: str) -> None:
+    """x ticks named by loss x reg cell, the metric on y, a title, horizontal grid lines."""
+    ax.set_xticks(range(len(cells)), [cell_label(*c) for c in cells], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+
+
 def _mark_diverged(ax, x: float, count: int) -> None:
     """'<count> div.' at the top of the axes: runs that diverged (+inf) have no place on the y-axis."""
     ax.annotate(f"{count} div.", (x, 0.98), xycoords=("data", "axes fraction"), color=DIVERGED_COLOR,
@@ -92,10 +100,7 @@ def top_fraction_boxes(runs: pd.DataFrame, metric: str, frac: float, stem: Path)
         for x, (t, f) in enumerate(zip(tops, finite)):
             if t.size > f.size:
                 _mark_diverged(ax, x, t.size - f.size)
-        ax.set_xticks(range(len(cells)), [cell_label(*c) for c in cells], rotation=60, ha="right", fontsize=8)
-        ax.set_ylabel(metric)
-        ax.set_title(f"{panel_label(data, model)}: top {frac:.0%} of the trained models per cell", fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
+        _label_cells(ax, cells, metric, f"{panel_label(data, model)}: top {frac:.0%} of the trained models per cell")
     return save(fig, stem)
 
 
@@ -181,10 +186,7 @@ def best_setting_seeds(runs: pd.DataFrame, settings: pd.DataFrame, metric: str, 
             ax.scatter(x + rng.uniform(-0.15, 0.15, f.size), f, s=10, color=colors[loss], zorder=3)
             if v.size > f.size:
                 _mark_diverged(ax, x, v.size - f.size)
-        ax.set_xticks(range(len(cells)), [cell_label(*c) for c in cells], rotation=60, ha="right", fontsize=8)
-        ax.set_ylabel(metric)
-        ax.set_title(f"{panel_label(data, model)}: seeds of the best setting per cell", fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
+        _label_cells(ax, cells, metric, f"{panel_label(data, model)}: seeds of the best setting per cell")
     return save(fig, stem)
 
 
