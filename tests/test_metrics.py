@@ -256,6 +256,38 @@ def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
     assert torch.load(path) == {"v": 1} and [p.name for p in tmp_path.iterdir()] == ["item.pt"]
 
 
+def _write_concurrently(path: str, value: float) -> None:
+    def compute():
+        return {"x": torch.full((256, 256), value)}  # 256 KiB: a write takes long enough to overlap
+
+    for _ in range(20):
+        Path(path).unlink(missing_ok=True)
+        load_or_compute(path, {"k": 1}, compute)
+
+
+def test_jobs_writing_the_same_cache_key_at_once_never_leave_a_corrupt_file(tmp_path):
+    """Two jobs of a sweep computing the same reference statistics at the same time: every read of the file, at any
+    moment, is a whole payload of one writer or no file at all."""
+    import multiprocessing as mp
+
+    path = tmp_path / "ref.pt"
+    ctx = mp.get_context("fork")
+    writers = [ctx.Process(target=_write_concurrently, args=(str(path), float(v))) for v in (1, 2, 3)]
+    for w in writers:
+        w.start()
+    reads = 0
+    while any(w.is_alive() for w in writers):
+        try:
+            stored = torch.load(path, weights_only=True)
+        except FileNotFoundError:
+            continue
+        x = stored["payload"]["x"]
+        assert x.shape == (256, 256) and x.min() == x.max() and float(x[0, 0]) in (1.0, 2.0, 3.0)
+        reads += 1
+    assert all(w.exitcode == 0 for w in writers) and reads > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.pt"]  # no temporary file left behind
+
+
 # -- domain classifier and the Evaluator on digits ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
