@@ -136,17 +136,22 @@ def wandb_logger(run_dir, run_name=None, group=None, tags=None, run_config=None,
                   entity=entity, id=run_id, resume="allow", config=run_config,
                   settings=wandb.Settings(init_timeout=init_timeout, console="off"))
     try:
-        logger = WandbLogger(mode=mode, **kwargs)
-        _ = logger.experiment  # start the run now
-        return logger
+        return _started(WandbLogger(mode=mode, **kwargs))
     except Exception as exc:  # noqa: BLE001 - any W&B failure must not stop training
         if mode != "online":
             raise
         log.warning("W&B: could not start an online run (%s); logging offline instead.", str(exc).splitlines()[0])
         wandb.finish()
-        logger = WandbLogger(mode="offline", **kwargs)
-        _ = logger.experiment
-        return logger
+        return _started(WandbLogger(mode="offline", **kwargs))
+
+
+def _started(logger):
+    """Start the logger's W&B run now. Lightning always passes ``anonymous`` to wandb.init, which wandb >= 0.19
+    only answers with a deprecation warning: it is left out."""
+    if getattr(logger, "_wandb_init", {}).get("anonymous") is None:
+        logger._wandb_init.pop("anonymous", None)
+    _ = logger.experiment
+    return logger
 
 
 def finish_wandb() -> None:

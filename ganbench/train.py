@@ -93,7 +93,9 @@ def build(cfg: DictConfig):
     optim["lr_d"] = optim["lr_d"] if optim.get("lr_d") is not None else optim["lr"]
     module = GAN(G, D, instantiate_or_explain(cfg.loss), regs, instantiate_or_explain(cfg.augment), optim,
                  ema_decay=cfg.ema.decay, num_fixed=cfg.samples.num, log_every=cfg.log_every, seed=cfg.seed)
-    evaluator = instantiate_or_explain(cfg.metrics, datamodule=dm) if cfg.get("metrics") else None
+    # metrics=none leaves no _target_ (an experiment may still have set e.g. metrics.every): no evaluation
+    metrics = cfg.get("metrics")
+    evaluator = instantiate_or_explain(metrics, datamodule=dm) if metrics and "_target_" in metrics else None
     return module, dm, evaluator
 
 

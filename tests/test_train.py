@@ -150,3 +150,10 @@ def test_a_failing_job_is_recorded_and_never_aborts_the_sweep(run, tmp_path):
                (result(p.parent) for p in (tmp_path / "sweep").rglob("result.json"))}
     assert {size: r["status"] for size, r in records.items()} == {32: "completed", 60000: "failed"}
     assert "optim.batch_size=60000 is larger" in records[60000]["error"]
+
+
+def test_metrics_none_wins_over_an_experiment_that_tunes_metrics(run, tmp_path):
+    code, out = run("experiment=quickstart", "metrics=none", "optim.g_steps=2", "logger=[csv]", "samples.every=0")
+    assert code == 0, out[-3000:]
+    r = result(tmp_path / "run")
+    assert r["status"] == "completed" and "metrics" not in r
