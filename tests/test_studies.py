@@ -70,6 +70,23 @@ def test_mini_grid_through_submitit_local_then_analysis(tmp_path, cache_dir):
         assert r["g_steps"] == 300 and r["metrics"]["primary"] == "toy/reverse_kl"
     gp = records["loss=wgan,optim.lr=0.001,reg=[sn,gp]"]["config"]["reg"]
     assert set(gp) == {"sn", "gp"} and gp["gp"]["weight"] == 1.0  # penalty_weight applied
+    # the analysis of that sweep: one row per run with its cell, the best score per cell, every figure
+    import pandas as pd
+
+    out = tmp_path / "analysis"
+    analysis = subprocess.run([sys.executable, "-m", "ganbench.analyze", str(tmp_path / "sweep"), "--out", str(out),
+                               "--bootstrap", "200"], env=env, capture_output=True, text=True, timeout=300)
+    assert analysis.returncode == 0, analysis.stderr[-3000:]
+    runs = pd.read_csv(out / "runs.csv")
+    assert sorted(zip(runs["loss"], runs["reg"])) == [("ns", "gp+sn"), ("ns", "none"), ("wgan", "gp+sn"),
+                                                      ("wgan", "none")]
+    for _, row in runs.iterrows():  # each score is the run's best toy/reverse_kl from its result.json
+        name = f"loss={row['loss']},optim.lr=0.001,reg={'[sn,gp]' if row['reg'] == 'gp+sn' else 'none'}"
+        assert row["score"] == pytest.approx(records[name]["metrics"]["best"]["toy/reverse_kl"])
+    report = (out / "report.md").read_text()
+    assert "toy/reverse_kl" in report and "| completed | 4 |" in report
+    figures = {p.name for p in (out / "figures").iterdir()}
+    assert len(figures) >= 8 and {p.rsplit(".", 1)[1] for p in figures} == {"png", "pdf"}
 
 
 def test_a_killed_sweep_relaunched_leaves_completed_runs_untouched(tmp_path, cache_dir):
@@ -93,20 +110,3 @@ def test_a_killed_sweep_relaunched_leaves_completed_runs_untouched(tmp_path, cac
     changed = [p for p, t in before.items() if p.stat().st_mtime_ns != t and p.name != "train.log"
                and ".hydra" not in p.parts]
     assert not changed, changed
-    # the analysis of that sweep: one row per run with its cell, the best score per cell, every figure
-    import pandas as pd
-
-    out = tmp_path / "analysis"
-    analysis = subprocess.run([sys.executable, "-m", "ganbench.analyze", str(tmp_path / "sweep"), "--out", str(out),
-                               "--bootstrap", "200"], env=env, capture_output=True, text=True, timeout=300)
-    assert analysis.returncode == 0, analysis.stderr[-3000:]
-    runs = pd.read_csv(out / "runs.csv")
-    assert sorted(zip(runs["loss"], runs["reg"])) == [("ns", "gp+sn"), ("ns", "none"), ("wgan", "gp+sn"),
-                                                      ("wgan", "none")]
-    for _, row in runs.iterrows():  # each score is the run's best toy/reverse_kl from its result.json
-        name = f"loss={row['loss']},optim.lr=0.001,reg={'[sn,gp]' if row['reg'] == 'gp+sn' else 'none'}"
-        assert row["score"] == pytest.approx(records[name]["metrics"]["best"]["toy/reverse_kl"])
-    report = (out / "report.md").read_text()
-    assert "toy/reverse_kl" in report and "| completed | 4 |" in report
-    figures = {p.name for p in (out / "figures").iterdir()}
-    assert len(figures) >= 8 and {p.rsplit(".", 1)[1] for p in figures} == {"png", "pdf"}
