@@ -15,3 +15,7 @@ class DataNotFoundError(GanbenchError, FileNotFoundError):
 
 class CheckpointError(GanbenchError):
     """A checkpoint that is missing, corrupt, or from another config."""
+
+
+class RecordError(GanbenchError, OSError):
+    """The run's record (result.json) could not be written, e.g. a full disk."""

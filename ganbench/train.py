@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganbench import results
 from ganbench.config import CONF_DIR, CONFIG_NAME, apply_penalty_weight, run_cli, validate
-from ganbench.errors import CheckpointError, ConfigError, GanbenchError
+from ganbench.errors import CheckpointError, ConfigError, GanbenchError, RecordError
 
 log = logging.getLogger("ganbench")
 
@@ -274,17 +274,28 @@ def _finish(record, run_dir, module, trainer, callbacks, start, cfg) -> None:
                 "best": {k: v for k, v in (ev.best or {}).items() if k != "g_step"},
                 "history": ev.history}
         ckpt = callbacks["Checkpointer"]
-        if record["status"] == "completed" and not ckpt.keep_last:
-            ckpt.last.unlink(missing_ok=True)
+        drop_last = record["status"] == "completed" and not ckpt.keep_last
         record["files"] = {
-            "last_ckpt": _rel(ckpt.last, run_dir), "best_ckpt": _rel(ckpt.dirpath / "best.ckpt", run_dir),
+            "last_ckpt": None if drop_last else _rel(ckpt.last, run_dir),
+            "best_ckpt": _rel(ckpt.dirpath / "best.ckpt", run_dir),
             "samples": [_rel(Path(p), run_dir) for p in callbacks["SampleGrid"].written]}
+    unsaved = None
     if trainer is None or trainer.global_rank == 0:
         try:
             results.write_json_atomic(run_dir / "result.json", record)
-        except OSError as exc:
-            log.error("could not write %s: %s", run_dir / "result.json", exc)
+        except OSError as exc:  # e.g. disk full: the previous result.json (status running) and last.ckpt stay
+            unsaved = exc
+        else:
+            if callbacks and record["files"]["last_ckpt"] is None:  # checkpoint.keep_last=false, once recorded
+                callbacks["Checkpointer"].last.unlink(missing_ok=True)
     finish_wandb()
+    if unsaved is not None:
+        message = (f"could not write {run_dir / 'result.json'} ({unsaved}); the run ended {record['status']} at "
+                   f"generator step {record.get('g_steps')}; its checkpoints are kept: free space and rerun the "
+                   f"same command to record it")
+        if sys.exc_info()[0] is None:  # do not mask an error already on its way out
+            raise RecordError(message)
+        log.error(message)
     summary = f"{record['status']}: {record.get('g_steps', 0)} generator steps in {record['wall_time_s']:.1f}s"
     if record.get("diverged"):
         summary += f"; diverged at generator step {record['diverged']['g_step']} ({record['diverged']['non_finite']})"

@@ -20,7 +20,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from ganbench.config import CONF_DIR
-from ganbench.train import build
+from ganbench.train import build, quiet_lightning
 
 CASES = {
     # name: (overrides, warm-up steps, measured steps per round)
@@ -148,6 +148,7 @@ def main():
     ap.add_argument("--ema", type=lambda v: v.lower() in ("1", "true", "on"), nargs="+", default=[False, True],
                     help="EMA settings to measure (default: off and on)")
     args = ap.parse_args()
+    quiet_lightning()
     torch.manual_seed(0)
     peak = matmul_peak()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; dense fp32 matmul peak here: "
