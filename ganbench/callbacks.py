@@ -167,8 +167,11 @@ class Evaluation(L.Callback):
 
     def run(self, trainer, pl_module) -> dict:
         start = time.perf_counter()
-        with isolated_rng(self.evaluator.seed):  # the same latents at every evaluation; training's streams untouched
-            values = self.evaluator.evaluate(lambda n: pl_module.sample(n))
+        rank, world = trainer.global_rank, trainer.world_size
+        # the same latents at every evaluation (each rank its own); training's streams untouched
+        with isolated_rng(self.evaluator.seed + rank):
+            values = self.evaluator.evaluate(lambda n: pl_module.sample(n), rank=rank, world_size=world,
+                                             gather=trainer.strategy.all_gather if world > 1 else None)
         self.seconds += time.perf_counter() - start
         row = {"g_step": pl_module.g_step, **values}
         self.history.append(row)

@@ -194,6 +194,21 @@ def preflight(argv: list[str], config_name: str = CONFIG_NAME) -> None:
                         raise ConfigError(msg) from None
             raise ConfigError(" ".join(str(exc).split("\n")[:2]).strip()) from None
     validate(cfg)
+    if any(a in ("-m", "--multirun") for a in argv):
+        launcher = next((o.value() for o in overrides if o.key_or_group == "hydra/launcher"), "basic")
+        check_ddp_in_sweep(cfg, str(launcher))
+
+
+def check_ddp_in_sweep(cfg: DictConfig, launcher: str) -> None:
+    """Lightning's DDP starts the extra ranks by re-running the command line, which inside a sweep would start the
+    whole sweep again; in a sweep the ranks must come from the launcher (SLURM tasks)."""
+    trainer = cfg.get("trainer") or {}
+    strategy, devices = str(trainer.get("strategy", "auto")), trainer.get("devices", 1)
+    multi = str(devices) in ("-1", "auto") or (str(devices).isdigit() and int(devices) > 1)
+    if strategy.startswith("ddp") and "spawn" not in strategy and multi and launcher != "slurm":
+        raise ConfigError(f"trainer=ddp in a sweep with hydra/launcher={launcher}: Lightning would start each extra "
+                          f"rank by relaunching the whole sweep; use hydra/launcher=slurm with "
+                          f"hydra.launcher.tasks_per_node={devices}, or run the jobs one by one without -m")
 
 
 def _encode(v: Any) -> str:

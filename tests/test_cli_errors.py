@@ -30,6 +30,7 @@ PREFLIGHT = [
     (["optim.foo=1"], ["optim.foo", "no such key", "n_disc"]),
     (["reg=[bn,ln]"], ["reg", "bn, ln"]),
     (["optim.lr="], ["optim.lr"]),
+    (["-m", "trainer=ddp", "loss=ns,wgan"], ["trainer=ddp in a sweep", "hydra/launcher=slurm"]),
 ]
 
 # errors found once the job builds its parts (torch imported): still one line and exit 2

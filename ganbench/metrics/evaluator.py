@@ -53,6 +53,13 @@ class RowBuffer:
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.columns[name][:self.filled]
 
+    @classmethod
+    def gathered(cls, local: "RowBuffer", gather: Callable[[torch.Tensor], torch.Tensor], total: int) -> "RowBuffer":
+        """Every rank's rows, rank after rank, cut to ``total``: ``gather`` stacks a tensor over ranks."""
+        out = cls(total)
+        out.add(**{name: gather(local[name]).flatten(0, 1)[:total] for name in local.columns})
+        return out
+
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.columns.values())
@@ -291,16 +298,30 @@ class Evaluator:
                 self.suite.prepare()
             self._ready = True
 
-    def evaluate(self, sample_fn: Callable[[int], torch.Tensor]) -> dict[str, float]:
-        """Score ``num_fake`` samples from ``sample_fn(n)`` (values in [-1, 1]); all NaN if any is not finite."""
+    def evaluate(self, sample_fn: Callable[[int], torch.Tensor], rank: int = 0, world_size: int = 1,
+                 gather: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
+        """Score ``num_fake`` samples from ``sample_fn(n)`` (values in [-1, 1]); all NaN if any is not finite.
+
+        Data-parallel: with ``world_size`` > 1 every rank calls this with its own ``sample_fn`` and draws
+        ceil(num_fake / world_size) samples; ``gather`` (e.g. Lightning's ``strategy.all_gather``: a tensor -> the
+        (world_size, ...) stack of every rank's) collects the embedded rows in rank order, the first ``num_fake``
+        are scored, and every rank returns the same values: those of one process scoring the same samples.
+        """
         self.setup()
+        local = -(-self.num_fake // world_size) if world_size > 1 else self.num_fake
+        finite = True
         with torch.no_grad():
-            fake = RowBuffer(self.num_fake)
-            for n in chunk_sizes(self.num_fake, self.batch_size):
-                x = sample_fn(n)
-                if not torch.isfinite(x).all():
-                    return dict.fromkeys(self.names, math.nan)
-                self.suite.embed_into(fake, x.detach())
+            fake = RowBuffer(local)
+            for n in chunk_sizes(local, self.batch_size):
+                x = sample_fn(n).detach()
+                if not torch.isfinite(x).all():  # keep going: every rank must reach the gather
+                    finite, x = False, torch.zeros_like(x)
+                self.suite.embed_into(fake, x)
+            if world_size > 1:
+                finite = bool(gather(torch.tensor(finite, device=self.device)).all())
+                fake = RowBuffer.gathered(fake, gather, self.num_fake)
+            if not finite:
+                return dict.fromkeys(self.names, math.nan)
             scores = self.suite.score(fake)
         self.buffer_bytes = fake.nbytes
         return {self.suite.name(k): float(v) for k, v in scores.items()}
