@@ -47,6 +47,17 @@ warnings.filterwarnings("ignore", ".*overridden `transfer_batch_to_device`.*")  
 TRAINING_KEYS = ("model", "loss", "reg", "augment", "data", "optim", "ema", "seed")
 
 
+def launch_rank() -> int:
+    """This process's global rank as its launcher set it (Lightning's DDP children, torchrun, SLURM tasks); 0 for a
+    single process. Known before the trainer exists, so that only rank 0 writes the run's files."""
+    import os
+
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
 def training_config(cfg: DictConfig) -> dict:
     plain = OmegaConf.to_container(cfg, resolve=True)
     out = {k: plain.get(k) for k in TRAINING_KEYS}
@@ -220,8 +231,9 @@ def train(cfg: DictConfig) -> float:
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
         module, dm, evaluator = build(cfg)
         module.checkpoint_extra = {"config_hash": config_hash(cfg), "training_config": training_config(cfg)}
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-        results.write_json_atomic(run_dir / "result.json", record)
+        if launch_rank() == 0:
+            OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+            results.write_json_atomic(run_dir / "result.json", record)
         loggers = make_loggers(cfg, run_dir)
         trainer, callbacks = make_trainer(cfg, module, run_dir, evaluator, loggers)
         if ckpt_path is not None:
@@ -280,7 +292,7 @@ def _finish(record, run_dir, module, trainer, callbacks, start, cfg) -> None:
             "best_ckpt": _rel(ckpt.dirpath / "best.ckpt", run_dir),
             "samples": [_rel(Path(p), run_dir) for p in callbacks["SampleGrid"].written]}
     unsaved = None
-    if trainer is None or trainer.global_rank == 0:
+    if launch_rank() == 0 and (trainer is None or trainer.global_rank == 0):
         try:
             results.write_json_atomic(run_dir / "result.json", record)
         except OSError as exc:  # e.g. disk full: the previous result.json (status running) and last.ckpt stay
@@ -303,7 +315,8 @@ def _finish(record, run_dir, module, trainer, callbacks, start, cfg) -> None:
     if best:
         key = record["metrics"]["primary"]
         summary += f"; best {key}={best.get(key):.4g} at step {record['metrics']['best_step']}"
-    log.info("%s; run directory: %s", summary, run_dir)
+    if launch_rank() == 0:
+        log.info("%s; run directory: %s", summary, run_dir)
 
 
 def _rel(path: Path, run_dir: Path) -> str | None:
