@@ -28,7 +28,7 @@ def sweep_points(params: dict) -> list[dict]:
     return [dict(point) for point in itertools.product(*axes)]
 
 
-@pytest.mark.parametrize("preset", [p for p in KURACH if p != "mini"])
+@pytest.mark.parametrize("preset", [p for p in KURACH if "mini" not in p and not p.startswith("bo_")])
 def test_kurach_presets_expand_to_table_1s_grid(preset):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment=kurach2019/{preset}"], return_hydra_config=True)
@@ -46,6 +46,20 @@ def test_kurach_presets_expand_to_table_1s_grid(preset):
         job = compose("train", overrides=[f"experiment=kurach2019/{preset}", "optim=adam_0.5_0.9_n5"])
     budget = 200_000 if "cifar" in preset else 100_000
     assert job.optim.g_steps * job.optim.n_disc == budget and job.optim.n_disc == 5
+
+
+@pytest.mark.parametrize("preset", [p for p in KURACH if p.startswith("bo_") and "mini" not in p])
+def test_kurach_bo_presets_search_table_2s_ranges(preset):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment=kurach2019/{preset}"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.sampler._target_.endswith("TPESampler")
+    assert (sweeper.n_trials, sweeper.n_jobs) == (120, 10)  # 12 rounds of 10 parallel trials
+    assert dict(sweeper.params) == {"optim.lr": "tag(log, interval(0.00001, 0.01))",
+                                    "penalty_weight": "tag(log, interval(0.1, 100))",
+                                    "optim.beta1": "interval(0.0, 0.999)", "optim.beta2": "interval(0.0, 0.999)",
+                                    "optim.n_disc": "choice(1, 5)"}
+    assert sweeper.max_failure_rate == 1.0  # a failed trial never aborts the study
 
 
 def sweep(tmp_path, cache_dir, *overrides, launcher=None):
@@ -110,3 +124,20 @@ def test_a_killed_sweep_relaunched_leaves_completed_runs_untouched(tmp_path, cac
     changed = [p for p, t in before.items() if p.stat().st_mtime_ns != t and p.name != "train.log"
                and ".hydra" not in p.parts]
     assert not changed, changed
+
+
+def test_optuna_rounds_of_parallel_trials_survive_a_diverging_trial(run, tmp_path):
+    """Kurach's Table 2 machinery on the toy: 2 rounds of 2 trials; a trial whose loss turns NaN is recorded as
+    diverged and reports a penalty, and the study goes on to pick a completed trial as the best."""
+    code, out = run("experiment=kurach2019/bo_mini", "hydra.sweeper.n_trials=4", "loss._target_=nan_loss.NaNAfter",
+                    "+loss.calls=choice(3,1000000000)", multirun=True)
+    assert code == 0, out[-3000:]
+    assert out.count("Launching 2 jobs") == 2
+    records = [result(p.parent) for p in (tmp_path / "sweep").rglob("result.json")]
+    statuses = sorted(r["status"] for r in records)
+    assert len(records) == 4 and "diverged" in statuses and "completed" in statuses
+    for r in records:  # the diverged trial is the one whose loss was set to turn NaN after 3 calls
+        assert (r["status"] == "diverged") == (r["config"]["loss"]["calls"] == 3)
+    best = min(r["metrics"]["best"]["toy/reverse_kl"] for r in records if r["status"] == "completed")
+    reported = float(out.split("Best value: ")[1].split()[0])
+    assert reported == pytest.approx(best)
