@@ -18,6 +18,7 @@ To add one: write one subclass here (or anywhere importable) and one YAML in con
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Callable
 
 import torch
@@ -37,9 +38,16 @@ def _check_weight(name: str, value: float) -> float:
 
 
 def input_gradients(critic: Critic, x: Tensor) -> Tensor:
-    """d critic(x) / dx for every sample (the graph is kept so a penalty on it can be backpropagated)."""
-    x = x.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    """d critic(x) / dx for every sample (the graph is kept so a penalty on it can be backpropagated).
+
+    Under mixed precision (autocast on) the critic runs here in float32 with autocast off, so the gradient is exact
+    and unscaled; a GradScaler then scales only the total D loss that includes the penalty, as PyTorch's AMP
+    gradient-penalty recipe requires.
+    """
+    amp = torch.is_autocast_enabled(x.device.type)
+    x = (x.detach().float() if amp else x.detach()).requires_grad_(True)
+    with torch.autocast(x.device.type, enabled=False) if amp else nullcontext():
+        (grad,) = torch.autograd.grad(critic(x).float().sum(), x, create_graph=True)
     return grad
 
 

@@ -157,3 +157,13 @@ def test_metrics_none_wins_over_an_experiment_that_tunes_metrics(run, tmp_path):
     assert code == 0, out[-3000:]
     r = result(tmp_path / "run")
     assert r["status"] == "completed" and "metrics" not in r
+
+
+def test_bf16_mixed_precision_with_a_gradient_penalty_trains(run, tmp_path):
+    code, out = run("model=dcgan", "model.generator.width=16", "model.discriminator.width=16", "reg=gp",
+                    "trainer.precision=bf16-mixed", "optim.g_steps=4", "log_every=1", "logger=[csv]",
+                    "metrics=none", "samples.every=0", "optim.batch_size=32")
+    assert code == 0, out[-3000:]
+    assert result(tmp_path / "run")["status"] == "completed"
+    rows = read_csv(tmp_path / "run" / "metrics.csv").dropna(subset=["loss/d"])
+    assert len(rows) == 4 and rows[["loss/d", "loss/g", "reg/gp"]].notna().all().all()
