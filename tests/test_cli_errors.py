@@ -4,6 +4,7 @@ traceback, nothing recorded as completed."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -68,6 +69,7 @@ def test_preflight_errors(cli, tmp_path, overrides, words):
 
 
 @pytest.mark.parametrize("overrides,words", IN_JOB, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
-def test_errors_found_in_the_job(cli, tmp_path, overrides, words):
-    p = cli("logger=[csv]", "metrics=none", "optim.g_steps=1", *overrides, env={"HOME": str(tmp_path)})
-    _check(p, words, tmp_path / "run")
+def test_errors_found_in_the_job(run, tmp_path, overrides, words):
+    """In-process (the same main() as the console script; the subprocess path is covered by the preflight cases)."""
+    code, out = run("logger=[csv]", "metrics=none", "optim.g_steps=1", *overrides, env={"HOME": str(tmp_path)})
+    _check(subprocess.CompletedProcess([], code, "", out), words, tmp_path / "run")
