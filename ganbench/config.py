@@ -195,20 +195,25 @@ def preflight(argv: list[str], config_name: str = CONFIG_NAME) -> None:
             raise ConfigError(" ".join(str(exc).split("\n")[:2]).strip()) from None
     validate(cfg)
     if any(a in ("-m", "--multirun") for a in argv):
-        launcher = next((o.value() for o in overrides if o.key_or_group == "hydra/launcher"), "basic")
-        check_ddp_in_sweep(cfg, str(launcher))
+        given = {o.key_or_group: o.value() for o in overrides if o.key_or_group.startswith("hydra")}
+        check_ddp_in_sweep(cfg, str(given.get("hydra/launcher", "basic")),
+                           given.get("hydra.launcher.tasks_per_node", 1))
 
 
-def check_ddp_in_sweep(cfg: DictConfig, launcher: str) -> None:
+def check_ddp_in_sweep(cfg: DictConfig, launcher: str, tasks_per_node: Any) -> None:
     """Lightning's DDP starts the extra ranks by re-running the command line, which inside a sweep would start the
-    whole sweep again; in a sweep the ranks must come from the launcher (SLURM tasks)."""
+    whole sweep again; in a sweep the ranks must be the launcher's tasks (slurm or local_parallel, one task per
+    device)."""
     trainer = cfg.get("trainer") or {}
     strategy, devices = str(trainer.get("strategy", "auto")), trainer.get("devices", 1)
     multi = str(devices) in ("-1", "auto") or (str(devices).isdigit() and int(devices) > 1)
-    if strategy.startswith("ddp") and "spawn" not in strategy and multi and launcher != "slurm":
-        raise ConfigError(f"trainer=ddp in a sweep with hydra/launcher={launcher}: Lightning would start each extra "
-                          f"rank by relaunching the whole sweep; use hydra/launcher=slurm with "
-                          f"hydra.launcher.tasks_per_node={devices}, or run the jobs one by one without -m")
+    if not (strategy.startswith("ddp") and "spawn" not in strategy and multi):
+        return
+    if launcher not in ("slurm", "local_parallel") or str(tasks_per_node) != str(devices):
+        raise ConfigError(f"trainer=ddp in a sweep needs one launcher task per device (Lightning would otherwise "
+                          f"start each extra rank by relaunching the whole sweep): add hydra/launcher=slurm or "
+                          f"local_parallel with hydra.launcher.tasks_per_node={devices}; got "
+                          f"hydra/launcher={launcher}, tasks_per_node={tasks_per_node}")
 
 
 def _encode(v: Any) -> str:

@@ -47,6 +47,18 @@ warnings.filterwarnings("ignore", ".*overridden `transfer_batch_to_device`.*")  
 TRAINING_KEYS = ("model", "loss", "reg", "augment", "data", "optim", "ema", "seed")
 
 
+def export_local_submitit_ranks() -> None:
+    """submitit's local executor (hydra/launcher=local_parallel) starts tasks_per_node processes per job but, unlike
+    SLURM, leaves nothing Lightning can read their ranks from: export them (RANK, LOCAL_RANK, WORLD_SIZE,
+    MASTER_ADDR/PORT) so that trainer=ddp uses these processes instead of starting its own."""
+    import os
+
+    if int(os.environ.get("SUBMITIT_LOCAL_NTASKS", "1")) > 1 and "RANK" not in os.environ:
+        from submitit.helpers import TorchDistributedEnvironment
+
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
 def launch_rank() -> int:
     """This process's global rank as its launcher set it (Lightning's DDP children, torchrun, SLURM tasks); 0 for a
     single process. Known before the trainer exists, so that only rank 0 writes the run's files."""
@@ -199,6 +211,7 @@ def make_loggers(cfg: DictConfig, run_dir: Path) -> list:
 def train(cfg: DictConfig) -> float:
     """One job: returns the value a sweeper minimises (best primary metric, or a penalty for a diverged run)."""
     hc = HydraConfig.get()
+    export_local_submitit_ranks()
     run_dir = Path(hc.runtime.output_dir)
     prior = results.read_result(run_dir)
     if cfg.resume and prior and prior.get("status") in results.FINISHED:

@@ -31,7 +31,8 @@ PREFLIGHT = [
     (["optim.foo=1"], ["optim.foo", "no such key", "n_disc"]),
     (["reg=[bn,ln]"], ["reg", "bn, ln"]),
     (["optim.lr="], ["optim.lr"]),
-    (["-m", "trainer=ddp", "loss=ns,wgan"], ["trainer=ddp in a sweep", "hydra/launcher=slurm"]),
+    (["-m", "trainer=ddp", "loss=ns,wgan"], ["trainer=ddp in a sweep", "hydra/launcher=slurm", "tasks_per_node=2"]),
+    (["-m", "trainer=ddp", "loss=ns,wgan", "hydra/launcher=local_parallel"], ["tasks_per_node=1"]),
 ]
 
 # errors found once the job builds its parts (torch imported): still one line and exit 2

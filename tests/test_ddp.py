@@ -100,3 +100,26 @@ def test_ddp_on_two_cpu_processes_trains_identical_ranks_and_records_once(tmp_pa
         different = [k for k in weights if not torch.equal(w0[net][k], w1[net][k])]
         assert weights and not different, (net, different)
     assert (rd / "checkpoints" / "last.ckpt").exists() and (rd / "checkpoints" / "best.ckpt").exists()
+
+
+def test_ddp_jobs_of_a_sweep_through_submitit_local_use_the_launchers_tasks_as_ranks(tmp_path, cache_dir):
+    """A 2-job sweep, each job one DDP run on 2 CPU processes that submitit starts (tasks_per_node=2): no job
+    relaunches the sweep, every job completes with one record and identical weights on its two ranks."""
+    dump = tmp_path / "weights"
+    cmd = [sys.executable, "-m", "ganbench.train", "-m", *[o for o in TOY if not o.startswith("metrics")],
+           "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "optim.g_steps=10", "metrics=none",
+           "loss=ns,wgan", "+reg.dump._target_=ddp_dump.DumpWeights", f"+reg.dump.out={dump}/${{loss._target_}}",
+           "hydra/launcher=local_parallel", "hydra.launcher.tasks_per_node=2", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    env = {**os.environ, "WANDB_MODE": "offline", "GANBENCH_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT / "tests")}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [result(p.parent) for p in (tmp_path / "sweep").rglob("result.json")]
+    assert sorted(r["choices"]["loss"] for r in records) == ["ns", "wgan"]
+    assert all(r["status"] == "completed" and r["g_steps"] == 10 for r in records)
+    jobs = sorted(dump.iterdir())
+    assert [j.name for j in jobs] == ["ganbench.losses.NonSaturating", "ganbench.losses.Wasserstein"]
+    for job in jobs:
+        assert sorted(p.name for p in job.iterdir()) == ["rank0.pt", "rank1.pt"]  # two ranks per job, no more
+        w0, w1 = (torch.load(job / f"rank{r}.pt") for r in (0, 1))
+        assert all(torch.equal(w0["D"][k], w1["D"][k]) for k in w0["D"] if "running_" not in k)

@@ -73,12 +73,18 @@ def test_ctrl_c_marks_the_run_interrupted_and_it_resumes(tmp_path, cache_dir):
     rd = tmp_path / "run"
     cmd = [sys.executable, "-m", "ganbench.train", *TOY, "optim.g_steps=100000", "checkpoint.every=50",
            f"hydra.run.dir={rd}"]
-    proc = subprocess.Popen(cmd, env=_env(cache_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a terminal's Ctrl-C: SIGINT with its default disposition (a parent that ignores SIGINT, as background jobs and
+    # some test runners do, would pass the ignoring on to the child)
+    proc = subprocess.Popen(cmd, env=_env(cache_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (rd / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()  # never leave a training process behind
     assert proc.returncode != 0 and "Traceback" not in err, err[-3000:]
     record = result(rd)
     assert record["status"] == "interrupted" and 50 <= record["g_steps"] < 100000
