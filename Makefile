@@ -22,6 +22,8 @@ test: install
 bench: install
 	$(PY) scripts/bench_train.py
 	$(PY) scripts/bench_metrics.py
+	$(PY) scripts/bench_analyze.py
+	$(PY) scripts/bench_sweep_overhead.py
 
 clean:
 	rm -rf outputs/* .pytest_cache
