@@ -72,7 +72,7 @@ class LabelledImages(Dataset):
 
 
 class TorchvisionDataModule(GANDataModule):
-    """A torchvision image dataset. Subclasses set the class attributes and implement ``load``.
+    """A torchvision image dataset. Subclasses set the class attributes, and ``torchvision_class`` or ``load``.
 
     ``native`` is the stored side length (after ``crop``), ``default_resolution`` the literature's training size,
     ``subdir`` the folder below ``root`` that torchvision reads (named in the not-found error).
@@ -98,9 +98,17 @@ class TorchvisionDataModule(GANDataModule):
             self.root = (DEFAULT_DATA_DIR / self.name).expanduser()
 
     # -- to implement -------------------------------------------------------------------------------------------
+    #: the torchvision.datasets class of a dataset with the usual ``train=True/False`` splits (else override load)
+    torchvision_class: str | None = None
+
     def load(self, split: str, root: str, transform: Callable, download: bool) -> Dataset:
         """Construct the torchvision dataset for ``split`` ("train" or "test")."""
-        raise NotImplementedError
+        if self.torchvision_class is None:
+            raise NotImplementedError
+        import torchvision.datasets
+
+        dataset = getattr(torchvision.datasets, self.torchvision_class)
+        return dataset(root, train=split == "train", transform=transform, download=download)
 
     def missing(self) -> bool:
         """True when the files are absent, for datasets whose torchvision class neither downloads nor checks."""
@@ -144,10 +152,7 @@ class MNIST(TorchvisionDataModule):
     default_extractor = "domain"
     channels, native, default_resolution = 1, 28, 32
     subdir = "MNIST/raw"
-
-    def load(self, split, root, transform, download):
-        from torchvision.datasets import MNIST
-        return MNIST(root, train=split == "train", transform=transform, download=download)
+    torchvision_class = "MNIST"
 
 
 class FashionMNIST(TorchvisionDataModule):
@@ -158,10 +163,7 @@ class FashionMNIST(TorchvisionDataModule):
     default_extractor = "domain"
     channels, native, default_resolution = 1, 28, 32
     subdir = "FashionMNIST/raw"
-
-    def load(self, split, root, transform, download):
-        from torchvision.datasets import FashionMNIST
-        return FashionMNIST(root, train=split == "train", transform=transform, download=download)
+    torchvision_class = "FashionMNIST"
 
 
 class CIFAR10(TorchvisionDataModule):
@@ -170,10 +172,7 @@ class CIFAR10(TorchvisionDataModule):
     name = "cifar10"
     num_classes = 10
     subdir = "cifar-10-batches-py"
-
-    def load(self, split, root, transform, download):
-        from torchvision.datasets import CIFAR10
-        return CIFAR10(root, train=split == "train", transform=transform, download=download)
+    torchvision_class = "CIFAR10"
 
 
 class CIFAR100(TorchvisionDataModule):
@@ -182,10 +181,7 @@ class CIFAR100(TorchvisionDataModule):
     name = "cifar100"
     num_classes = 100
     subdir = "cifar-100-python"
-
-    def load(self, split, root, transform, download):
-        from torchvision.datasets import CIFAR100
-        return CIFAR100(root, train=split == "train", transform=transform, download=download)
+    torchvision_class = "CIFAR100"
 
 
 class STL10(TorchvisionDataModule):
