@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -51,8 +52,6 @@ def export_local_submitit_ranks() -> None:
     """submitit's local executor (hydra/launcher=local_parallel) starts tasks_per_node processes per job but, unlike
     SLURM, leaves nothing Lightning can read their ranks from: export them (RANK, LOCAL_RANK, WORLD_SIZE,
     MASTER_ADDR/PORT) so that trainer=ddp uses these processes instead of starting its own."""
-    import os
-
     if int(os.environ.get("SUBMITIT_LOCAL_NTASKS", "1")) > 1 and "RANK" not in os.environ:
         from submitit.helpers import TorchDistributedEnvironment
 
@@ -62,8 +61,6 @@ def export_local_submitit_ranks() -> None:
 def launch_rank() -> int:
     """This process's global rank as its launcher set it (Lightning's DDP children, torchrun, SLURM tasks); 0 for a
     single process. Known before the trainer exists, so that only rank 0 writes the run's files."""
-    import os
-
     for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
@@ -130,7 +127,8 @@ def read_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        ckpt["ganbench"], ckpt["state_dict"]
+        if not ("ganbench" in ckpt and "state_dict" in ckpt):
+            raise KeyError("ganbench")
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem for the user
         raise CheckpointError(f"checkpoint {path} is unreadable (truncated, corrupt or not written by ganbench: "
                               f"{type(exc).__name__}); delete it to start over, or restore a copy") from None

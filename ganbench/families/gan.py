@@ -206,8 +206,7 @@ class GAN(L.LightningModule):
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["ganbench"] = {"g_step": self.g_step, "d_step": self.d_step, "diverged": self.diverged,
-                                  "rng": rng, "world_size": self.trainer.world_size if self._trainer else 1,
-                                  **getattr(self, "checkpoint_extra", {})}
+                                  "rng": rng, **getattr(self, "checkpoint_extra", {})}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("ganbench", {})
