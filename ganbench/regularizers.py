@@ -128,23 +128,33 @@ class DRAGAN(Regularizer):
 
 
 class DRAGANLucic(Regularizer):
-    """DRAGAN as in Lucic et al. 2018 (and the DRAGAN authors' code): perturb x by a one-sided uniform noise,
-    then penalise at a random point between x and its perturbation:
+    """DRAGAN as in Lucic et al. 2018 (compare_gan v1, after the DRAGAN authors' code): perturb x by a one-sided
+    uniform noise, then penalise the gradient of D's *sigmoid output* at a random point between x and its
+    perturbation:
 
-        x_p = x + noise * std(x) * U[0, 1)          (noise = 0.5)
+        x_p = x + noise * std(x) * U[0, 1)          (noise = 0.5; std over the whole batch)
         x_hat = x + alpha * (x_p - x), alpha ~ U[0, 1] per sample
-        penalty = lambda * E[(||grad D(x_hat)||_2 - 1)^2]
+        penalty = lambda * E[(sqrt(||grad sigmoid(D(x_hat))||^2 + 1e-4) - 1)^2]
+
+    ``output=logits`` penalises the logits' gradient instead (as reg=dragan does), for a loss whose D has no
+    sigmoid (WGAN, hinge).
     """
 
-    def __init__(self, weight: float = 10.0, noise: float = 0.5):
+    OUTPUTS = ("sigmoid", "logits")
+
+    def __init__(self, weight: float = 10.0, noise: float = 0.5, output: str = "sigmoid"):
         self.weight = _check_weight("dragan_lucic.weight", weight)
         self.noise = _check_weight("dragan_lucic.noise", noise)
+        if output not in self.OUTPUTS:
+            raise ConfigError(f"reg.dragan_lucic.output must be one of {', '.join(self.OUTPUTS)}; got {output!r}")
+        self.output = output
 
     def penalty(self, critic, real, fake):
         x = real.detach()
         x_p = x + self.noise * x.std(unbiased=False) * torch.rand_like(x)
         x_hat = x + _uniform_like_batch(x) * (x_p - x)
-        return self.weight * (per_sample_norm(input_gradients(critic, x_hat)) - 1).square().mean()
+        scored = (lambda z: torch.sigmoid(critic(z))) if self.output == "sigmoid" else critic
+        return self.weight * (per_sample_norm(input_gradients(scored, x_hat), eps=1e-4) - 1).square().mean()
 
 
 class R1(Regularizer):

@@ -10,6 +10,7 @@ from torch import nn
 
 from ganbench import regularizers as R
 from ganbench.config import CONF_DIR
+from ganbench.errors import ConfigError
 from ganbench.nets import dcgan, mlp
 
 torch.manual_seed(0)
@@ -84,12 +85,30 @@ def test_dragan_lucic_perturbation_is_one_sided_and_interpolated():
     x[:, 0] = torch.linspace(-1, 1, 2048)
     seen = []
     critic = lambda z: (seen.append(z.detach().clone()), z.sum(1))[1]  # noqa: E731
-    value = R.DRAGANLucic(weight=10.0, noise=0.5).penalty(critic, x, x)
+    value = R.DRAGANLucic(weight=10.0, noise=0.5, output="logits").penalty(critic, x, x)
     delta = seen[0] - x
     std = x.std(unbiased=False)
     assert delta.min() >= 0 and delta.max() <= 0.5 * std  # x + alpha * 0.5 * std * U[0,1)
     assert delta.mean().item() == pytest.approx(0.5 * std.item() * 0.25, rel=0.1)  # E[alpha]E[U] = 1/4
-    assert value.item() == pytest.approx(10.0 * (math.sqrt(2) - 1) ** 2, rel=1e-5)
+    assert value.item() == pytest.approx(10.0 * (math.sqrt(2 + 1e-4) - 1) ** 2, rel=1e-5)
+
+
+def test_dragan_lucic_penalises_the_sigmoid_outputs_gradient():
+    """compare_gan v1 (Lucic et al. 2018): the gradient of sigmoid(D(x_hat)), i.e. s(1 - s) * grad D, with 1e-4
+    under the square root; output=logits takes grad D itself."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 2)
+    w = torch.tensor([3.0, -1.0])
+    seen = []
+    critic = lambda z: (seen.append(z.detach().clone()), z @ w + 0.5)[1]  # noqa: E731
+    value = R.DRAGANLucic(weight=2.0).penalty(critic, x, x)
+    s = torch.sigmoid(seen[0] @ w + 0.5)
+    norms = (s * (1 - s) * w.norm()).square().add(1e-4).sqrt()
+    assert value.item() == pytest.approx(2.0 * (norms - 1).square().mean().item(), rel=1e-5)
+    logits = R.DRAGANLucic(weight=2.0, output="logits").penalty(critic, x, x)
+    assert logits.item() == pytest.approx(2.0 * (math.sqrt(10 + 1e-4) - 1) ** 2, rel=1e-5)
+    with pytest.raises(ConfigError, match="output must be one of sigmoid, logits"):
+        R.DRAGANLucic(output="probability")
 
 
 def test_weight_clipping_bounds_every_d_parameter():
@@ -149,7 +168,6 @@ def test_every_reg_yaml_instantiates_to_a_regularizer():
                                     (R.R1, {"interval": 0}), (R.WeightClipping, {"clip": 0}),
                                     (R.L2, {"reduction": "max"})])
 def test_bad_values_raise_config_error(cls, kw):
-    from ganbench.errors import ConfigError
 
     with pytest.raises(ConfigError):
         cls(**kw)
