@@ -168,7 +168,6 @@ def test_every_reg_yaml_instantiates_to_a_regularizer():
                                     (R.R1, {"interval": 0}), (R.WeightClipping, {"clip": 0}),
                                     (R.L2, {"reduction": "max"})])
 def test_bad_values_raise_config_error(cls, kw):
-
     with pytest.raises(ConfigError):
         cls(**kw)
 
