@@ -132,6 +132,16 @@ def test_norm_placement(case):
     assert not any(isinstance(m, (FeatureBatchNorm, nn.GroupNorm)) for m in small_discriminator(*case).modules())
 
 
+def test_infogan_batch_norm_switch():
+    """Lucic et al.'s "batch norm in D" hyperparameter: the same two norm layers as reg=bn; never both."""
+    from ganbench.nets import infogan
+
+    d = infogan.Discriminator((1, 28, 28), width=8, batch_norm=True)
+    assert sum(isinstance(m, FeatureBatchNorm) for m in d.modules()) == NORM_COUNTS[("infogan", (1, 28, 28))]
+    with pytest.raises(ConfigError, match="batch_norm=true and a normalization in reg"):
+        infogan.Discriminator((1, 28, 28), width=8, batch_norm=True, norm=layer_norm)
+
+
 @pytest.mark.parametrize("case", BAD_CASES, ids=case_id)
 def test_unsupported_shape_raises_config_error(case):
     arch, shape = case

@@ -5,7 +5,8 @@ model; after Chen et al. 2016's InfoGAN MNIST networks.
   tanh.
 - D: conv 64 4x4 stride 2, lReLU; conv 128 4x4 stride 2, [norm], lReLU; FC 1024, [norm], lReLU; FC 1.
 
-LeakyReLU slope 0.2. ``width`` scales 64 / 128 / 1024 as width / 2 * width / 16 * width (paper: width=64). Serves
+LeakyReLU slope 0.2. D's [norm] is the regularizer's (reg=bn, reg=ln), or batch norm with ``batch_norm=True``:
+Lucic et al. search over "batch norm in D: on/off" as a hyperparameter of this architecture. ``width`` scales 64 / 128 / 1024 as width / 2 * width / 16 * width (paper: width=64). Serves
 square sides that are multiples of 4, >= 8 (28x28 MNIST included).
 """
 
@@ -14,9 +15,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganbench.nets.layers import NormFactory, check_image_shape, identity_norm
+from ganbench.errors import ConfigError
+from ganbench.nets.layers import NormFactory, batch_norm, check_image_shape, identity_norm
 
 NAME = "infogan"
+_batch_norm = batch_norm
 
 
 def _check(data_shape: tuple) -> tuple[int, int]:
@@ -41,9 +44,15 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, data_shape: tuple, norm: NormFactory = identity_norm, width: int = 64):
+    def __init__(self, data_shape: tuple, norm: NormFactory = identity_norm, width: int = 64,
+                 batch_norm: bool = False):
         super().__init__()
         image_channels, m = _check(data_shape)
+        if batch_norm:
+            if norm is not identity_norm:
+                raise ConfigError("model.discriminator.batch_norm=true and a normalization in reg (bn, ln) both "
+                                  "normalize D: keep one")
+            norm = _batch_norm
         self.net = nn.Sequential(
             nn.Conv2d(image_channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
             nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), norm(2 * width), nn.LeakyReLU(0.2),
