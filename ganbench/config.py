@@ -193,6 +193,9 @@ def preflight(argv: list[str], config_name: str = CONFIG_NAME) -> None:
                     if msg:
                         raise ConfigError(msg) from None
             raise ConfigError(" ".join(str(exc).split("\n")[:2]).strip()) from None
+    from ganbench.search import apply_search
+
+    apply_search(cfg)
     validate(cfg)
     if any(a in ("-m", "--multirun") for a in argv):
         given = {o.key_or_group: o.value() for o in overrides if o.key_or_group.startswith("hydra")}

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from ganbench import results
 from ganbench.config import CONF_DIR, CONFIG_NAME, apply_penalty_weight, run_cli, validate
 from ganbench.errors import CheckpointError, ConfigError, GanbenchError, RecordError
+from ganbench.search import apply_search
 
 log = logging.getLogger("ganbench")
 
@@ -221,15 +222,17 @@ def train(cfg: DictConfig) -> float:
               "started": results.now(), "overrides": list(hc.overrides.task),
               "choices": {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")},
               "seed": int(cfg.seed) if isinstance(cfg.get("seed"), int) else cfg.get("seed"),
-              "g_steps_target": cfg.optim.get("g_steps"), "g_steps": 0, "config": None,
+              "g_steps_target": None, "g_steps": 0, "config": None,
               "diverged": None, "error": None, "versions": results.package_versions(),
               "git_commit": results.git_commit()}
     start = time.perf_counter()
     module = trainer = callbacks = None
     try:
+        apply_search(cfg)
         validate(cfg)
         apply_penalty_weight(cfg)
         record["config"] = OmegaConf.to_container(cfg, resolve=True)
+        record["g_steps_target"] = record["config"]["optim"]["g_steps"]
         last = run_dir / "checkpoints" / "last.ckpt"
         if last.exists() and not cfg.resume:
             raise ConfigError(f"resume=false but {run_dir} already holds a checkpoint; pick another run "
