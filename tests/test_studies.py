@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from conftest import ROOT, result
 from ganbench.config import CONF_DIR, group_options
+from ganbench.search import draw
 
 KURACH = sorted(p.stem for p in (CONF_DIR / "experiment" / "kurach2019").glob("*.yaml"))
 
@@ -141,3 +142,102 @@ def test_optuna_rounds_of_parallel_trials_survive_a_diverging_trial(run, tmp_pat
     best = min(r["metrics"]["best"]["toy/reverse_kl"] for r in records if r["status"] == "completed")
     reported = float(out.split("Best value: ")[1].split()[0])
     assert reported == pytest.approx(best)
+
+
+LUCIC = {  # preset: (data, training images, epochs)
+    "mnist": ("mnist", 60_000, 20), "fashion_mnist": ("fashion_mnist", 60_000, 20),
+    "cifar10": ("cifar10", 50_000, 100), "celeba": ("celeba", 162_770, 40),
+}
+LUCIC_MODELS = {"mm": ("mm", ["none"]), "ns": ("ns", ["none"]), "ls": ("ls_sigmoid", ["none"]),
+                "wgan": ("wgan", ["wclip"]), "wgan_gp": ("wgan", ["gp"]), "dragan": ("ns", ["dragan_lucic"])}
+
+
+def test_lucic_presets_are_all_there():
+    assert sorted(p.stem for p in (CONF_DIR / "experiment" / "lucic2018").glob("*.yaml")) == sorted([*LUCIC, "mini"])
+
+
+@pytest.mark.parametrize("preset", sorted(LUCIC))
+@pytest.mark.parametrize("phase,samples", [("lucic2018_wide", 100), ("lucic2018_narrow", 50)])
+def test_lucic_presets_expand_to_the_random_search(preset, phase, samples):
+    data, n_train, epochs = LUCIC[preset]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment=lucic2018/{preset}", f"search={phase}"],
+                      return_hydra_config=True)
+        points = sweep_points(OmegaConf.to_container(cfg.hydra.sweeper.params))
+        assert len(points) == 6 * samples  # six models x the phase's samples
+        assert {p["gan"] for p in points} == set(LUCIC_MODELS)
+        assert {p["search.sample"] for p in points} == set(range(samples))
+        for gan, (loss, reg) in LUCIC_MODELS.items():  # each model is its loss and regularizer
+            job = compose("train", overrides=[f"experiment=lucic2018/{preset}", f"search={phase}", f"gan={gan}"],
+                          return_hydra_config=True)
+            assert job.hydra.runtime.choices.loss == loss and list(job.reg) == reg
+    assert cfg.hydra.runtime.choices.model == "infogan" and cfg.hydra.runtime.choices.data == data
+    assert (cfg.optim.batch_size, cfg.optim.z_dim, cfg.ema.decay) == (64, 64, 0)
+    assert cfg.metrics.num_fake == cfg.metrics.num_real == 10_000 and cfg.metrics.every == 0
+    assert cfg.data.resolution == {"mnist": 28, "fashion_mnist": 28, "cifar10": 32, "celeba": 64}[preset]
+    space = OmegaConf.to_container(cfg.search.space)
+    if phase == "lucic2018_wide":
+        assert space == {"optim.lr": "tag(log, interval(1e-5, 1e-2))", "optim.beta1": "interval(0, 1)",
+                         "optim.beta2": 0.999, "optim.n_disc": "choice(1, 5)",
+                         "model.discriminator.batch_norm": "choice(true, false)",
+                         "reg.gp.weight": "tag(log, interval(0.1, 100))",
+                         "reg.dragan_lucic.weight": "tag(log, interval(0.1, 100))",
+                         "reg.wclip.clip": "tag(log, interval(0.001, 1))"}
+    else:
+        assert (space["optim.lr"], space["optim.beta1"], space["optim.n_disc"]) == (
+            "tag(log, interval(1e-4, 1e-3))", 0.5, 1)
+    for n_disc in (1, 5):  # the budget: epochs of the training set, counted in discriminator steps
+        cfg.optim.n_disc = n_disc
+        assert cfg.optim.g_steps * n_disc == pytest.approx(epochs * n_train / 64, abs=n_disc)
+
+
+def test_lucic_mini_wide_narrow_then_the_best_setting_with_more_seeds(run, tmp_path, monkeypatch, capfd):
+    """The whole Lucic et al. machinery, shortened: two models x two samples of each phase, the analysis, then its
+    rerun_best.sh commands, which train the best setting of each model with a new seed and the same draws."""
+    import shlex
+
+    import pandas as pd
+
+    import ganbench.train
+    from ganbench.analyze.__main__ import main as analyze_main
+    from conftest import call_main
+
+    short = ["gan=ns,wgan", "search.sample=range(0,2)", "optim.g_steps=15", "metrics.num_fake=500"]
+    for phase in ("lucic2018_wide", "lucic2018_narrow"):
+        code, out = run("experiment=lucic2018/mini", f"search={phase}", *short, multirun=True)
+        assert code == 0, out[-3000:]
+    records = {p.parent.name: result(p.parent) for p in (tmp_path / "sweep").rglob("result.json")}
+    assert len(records) == 8 and all(r["status"] == "completed" for r in records.values())
+    for name, r in records.items():  # each run holds the draws of its own sample and phase
+        phase = "lucic2018_narrow" if "search=lucic2018_narrow" in name else "lucic2018_wide"
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            space = compose("train", overrides=["experiment=lucic2018/mini", f"search={phase}"]).search
+        sample = r["config"]["search"]["sample"]
+        assert r["config"]["optim"]["lr"] == pytest.approx(
+            draw("optim.lr", space.space["optim.lr"], space.seed, sample))
+    code, out = call_main(analyze_main, "analyze", [str(tmp_path / "sweep"), "--rerun-best", "2",
+                                                    "--bootstrap", "50"], monkeypatch, capfd)
+    assert code == 0, out
+    cells = pd.read_csv(tmp_path / "sweep" / "analysis" / "cells.csv")
+    assert sorted(zip(cells["loss"], cells["reg"])) == [("ns", "none"), ("wgan", "wclip")]
+    script = (tmp_path / "sweep" / "analysis" / "rerun_best.sh").read_text()
+    commands = [shlex.split(line) for line in script.splitlines() if line.startswith("python -m ganbench.train")]
+    assert len(commands) == 2
+    for argv in commands:
+        code, out = call_main(ganbench.train.main, "ganbench-train", argv[3:], monkeypatch, capfd)
+        assert code == 0, out[-3000:]
+    reruns = [result(p.parent) for p in (tmp_path / "sweep_seeds").rglob("result.json")]
+    assert len(reruns) == 2 and all(r["status"] == "completed" and r["seed"] == 1 for r in reruns)
+    for r in reruns:  # the rerun is the best run of its model with another seed: same draws, same model
+        loss = r["config"]["loss"]["_target_"]
+        best = min((x for x in records.values() if x["config"]["loss"]["_target_"] == loss),
+                   key=lambda x: x["metrics"]["best"]["fid/domain_test360"])
+        assert r["config"]["optim"] == best["config"]["optim"] and r["config"]["reg"] == best["config"]["reg"]
+        assert r["config"]["name"] == "lucic2018_mini_seeds"
+    # analysed together, each best setting now has its two seeds
+    code, out = call_main(analyze_main, "analyze", [str(tmp_path / "sweep"), str(tmp_path / "sweep_seeds"),
+                                                    "--out", str(tmp_path / "both"), "--bootstrap", "50"],
+                          monkeypatch, capfd)
+    assert code == 0, out
+    both = pd.read_csv(tmp_path / "both" / "cells.csv")
+    assert both["setting_seeds"].tolist() == [2, 2]
