@@ -2,7 +2,7 @@
 Kurach et al. (2019) and Lucic et al. (2018) do.
 
     python -m ganbench.analyze outputs/train [more dirs or result.json files] \\
-        [--out DIR] [--budget K] [--bootstrap 1000] [--top 0.05] [--wandb PROJECT]
+        [--out DIR] [--budget K] [--bootstrap 1000] [--top 0.05] [--wandb PROJECT] [--rerun-best N]
 
 writes to DIR (default: <first dir>/analysis)
     runs.csv, runs.parquet  one row per run (table.collect: status, cell, seed, score, best.*, final.*,
@@ -14,6 +14,7 @@ writes to DIR (default: <first dir>/analysis)
     figures/*.png|pdf       top-5% box plots, min score vs budget, seeds of the best setting, pairwise heatmap
     report.md               counts by status, best per cell with its hyperparameters, pairwise table, disk
                             usage, evaluation protocol(s), links to the figures
+    rerun_best.sh           with --rerun-best N: one sweep per cell, its best setting x N seeds (Lucic et al.)
 and prints one summary line. From Python: ``analyze(["outputs/train"])`` returns the Study (the frames).
 
 Scores: a run is scored by the best value of its primary metric (lower is better; Kurach et al.); a diverged
@@ -32,7 +33,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from ganbench.analyze import plots, report, stats
+from ganbench.analyze import plots, report, rerun, stats
 from ganbench.analyze.table import CELL, PANEL, arrow_safe, cell_sort_key, collect
 from ganbench.errors import ConfigError
 
@@ -58,6 +59,7 @@ class Study:
     n_boot: int = 1000
     figures: dict[str, list[Path]] = field(default_factory=dict)
     out: Path | None = None
+    reruns: list[str] = field(default_factory=list)  # rerun_best.sh's commands (--rerun-best)
 
     @property
     def n_finite(self) -> int:
@@ -179,8 +181,10 @@ def write_tables(study: Study, out: Path) -> None:
 
 
 def analyze(paths: Iterable[str | Path], out: str | Path | None = None, budget: int | None = None,
-            n_boot: int = 1000, top: float = 0.05, wandb_project: str | None = None, seed: int = 0) -> Study:
-    """Collect, compute, draw, write (see the module docstring). Raises ConfigError for bad input; when no run
+            n_boot: int = 1000, top: float = 0.05, wandb_project: str | None = None, seed: int = 0,
+            rerun_seeds: int | None = None) -> Study:
+    """Collect, compute, draw, write (see the module docstring). ``rerun_seeds``: also write rerun_best.sh (the
+    best setting of every cell with that many seeds, see rerun). Raises ConfigError for bad input; when no run
     has a finite score, after writing the tables and the report."""
     paths = [Path(p) for p in paths]
     if not paths:
@@ -191,6 +195,8 @@ def analyze(paths: Iterable[str | Path], out: str | Path | None = None, budget: 
         raise ConfigError(f"--bootstrap must be >= 1; got {n_boot}")
     if not 0 < top <= 1:
         raise ConfigError(f"--top must be in (0, 1]; got {top}")
+    if rerun_seeds is not None and rerun_seeds < 1:
+        raise ConfigError(f"--rerun-best must be >= 1 (seeds per best setting); got {rerun_seeds}")
     runs = collect(paths)
     first = paths[0] if paths[0].is_dir() else paths[0].parent
     out = Path(out) if out is not None else first / "analysis"
@@ -199,6 +205,9 @@ def analyze(paths: Iterable[str | Path], out: str | Path | None = None, budget: 
     study.out = out
     if study.n_finite:
         study.figures = draw_figures(study, out / "figures")
+        if rerun_seeds:
+            study.reruns = rerun.write_script(study.settings, study.runs, rerun_seeds, out / "rerun_best.sh",
+                                              study.metric)
     write_tables(study, out)
     (out / "report.md").write_text(report.render(study, out, paths))
     if not study.n_finite:

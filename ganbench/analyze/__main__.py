@@ -1,4 +1,5 @@
 """python -m ganbench.analyze DIR [DIR ...] [--out DIR] [--budget K] [--bootstrap N] [--top FRAC] [--wandb PROJECT]
+                           [--rerun-best N]
 
 Bad input (a missing path, no result.json, no run with a finite score, a bad option) ends with one line
 ``ganbench: error: ...`` on stderr and exit code 2.
@@ -32,6 +33,8 @@ def parser() -> argparse.ArgumentParser:
                    "(default: 0.05)")
     p.add_argument("--wandb", metavar="PROJECT", help="also log the tables and figures to this W&B project "
                    "(WANDB_MODE honoured; offline when not logged in)")
+    p.add_argument("--rerun-best", type=int, metavar="N", help="also write rerun_best.sh: the best setting of "
+                   "every cell re-run with N seeds (Lucic et al. 2018 use 50)")
     return p
 
 
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
         study = analyze(args.paths, out=args.out, budget=args.budget, n_boot=args.bootstrap, top=args.top,
-                        wandb_project=args.wandb)
+                        wandb_project=args.wandb, rerun_seeds=args.rerun_best)
     except ConfigError as exc:
         print(f"ganbench: error: {exc}", file=sys.stderr)
         return 2

@@ -136,11 +136,12 @@ def _best_per_cell(study: Study) -> str:
     if "best" not in cells:
         return "## Best per cell\n\nNo cell has a run with a finite score."
     hyper = [c for c in cells.columns if c.startswith("cfg.optim.")]
+    other = [c for c in cells.columns if c.startswith("cfg.") and c not in hyper and not c.startswith("cfg.reg.")]
     cells["reg_params"] = cells.apply(reg_params, axis=1)
     columns = {**{c: c for c in CELL}, "runs": "runs", "diverged": "diverged", "settings": "settings",
                "best": f"best {study.metric}", "best_seed": "seed", "setting_median": "setting median",
                "setting_seeds": "n seeds", **{c: c[len("cfg.optim."):] for c in hyper},
-               "reg_params": "reg params", "best_setting": "setting"}
+               "reg_params": "reg params", **{c: c[len("cfg."):] for c in other}, "best_setting": "setting"}
     return ("## Best per cell\n\nThe best run of each cell, its hyperparameters, and the median over the seeds of "
             "its setting (a cell with no finite score shows '-').\n\n" + md_table(cells, columns))
 
@@ -202,10 +203,19 @@ def _figures(study: Study, out: Path) -> str:
 def render(study: Study, out: Path, inputs: Iterable[Path]) -> str:
     """The whole report.md text."""
     sections = [_overview(study, inputs), _statuses(study), _protocols(study), _best_per_cell(study),
-                _budget(study), _pairwise(study), _disk(study), _figures(study, Path(out)),
+                _budget(study), _pairwise(study), _reruns(study), _disk(study), _figures(study, Path(out)),
                 "## Files\n\nruns.csv / runs.parquet (one row per run), settings.csv (one row per setting), "
                 "cells.csv, budget.csv, pairwise.csv."]
     return "\n\n".join(sections) + "\n"
+
+
+def _reruns(study: Study) -> str:
+    if not study.reruns:
+        return ("## Re-running the best settings\n\n`--rerun-best N` writes rerun_best.sh: the best setting of every "
+                "cell trained again with N seeds (Lucic et al. 2018 use 50).")
+    body = "\n".join(study.reruns)
+    return (f"## Re-running the best settings\n\n`bash rerun_best.sh` ({len(study.reruns)} sweeps, one per cell); "
+            f"then analyse the search and its `_seeds` directories together:\n\n```bash\n{body}\n```")
 
 
 def summary_line(study: Study, out: Path) -> str:

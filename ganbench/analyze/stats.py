@@ -36,14 +36,21 @@ def run_values(df: pd.DataFrame) -> pd.Series:
     return values.mask(df["status"] == "diverged", math.inf)
 
 
+SEARCH_SPACE = "cfg.search.space."
+
+
 def hyperparameter_columns(df: pd.DataFrame) -> list[str]:
     """The config columns the report shows for a setting: Adam's lr, beta1, beta2, n_disc (and lr_g/lr_d when
-    set) and every numeric regularizer parameter (cfg.reg.<name>.weight, .gamma, .clip, ...)."""
+    set), every numeric regularizer parameter (cfg.reg.<name>.weight, .gamma, .clip, ...), and every other key a
+    random search drew (search.space, e.g. model.discriminator.batch_norm) with the search's sample number."""
     optim = [f"cfg.optim.{k}" for k in ("lr", "lr_g", "lr_d", "beta1", "beta2", "n_disc")]
     keep = [c for c in optim if c in df.columns and df[c].notna().any()]
     reg = [c for c in df.columns if c.startswith("cfg.reg.") and not c.endswith("._target_")
            and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
-    return keep + sorted(reg)
+    searched = [f"cfg.{c[len(SEARCH_SPACE):]}" for c in df.columns if c.startswith(SEARCH_SPACE)]
+    other = [c for c in dict.fromkeys(searched + ["cfg.search.sample"])
+             if c in df.columns and c not in keep and c not in reg and df[c].notna().any()]
+    return keep + sorted(reg) + other
 
 
 def setting_scores(df: pd.DataFrame) -> pd.DataFrame:
