@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +68,61 @@ class Checkpointer(L.Callback):
     def on_train_end(self, trainer, pl_module):
         if pl_module.diverged is None and not _due(pl_module, self.every):
             trainer.save_checkpoint(self.last)
+
+
+class GracefulStop(L.Callback):
+    """SIGTERM or SIGUSR2 during training (a scheduler's stop, or SLURM's warning before a time limit or a
+    preemption): finish the current generator step, write ``last.ckpt`` there, and stop; the run is recorded
+    ``interrupted`` and the same command resumes it from that step, so nothing is lost.
+
+    Replaces Lightning's SIGTERM handling (which stops after any batch, mid-way through n_disc D steps, without a
+    checkpoint). Under DDP rank 0's signal decides, at the same generator step on every rank. After the record is
+    written, :meth:`forward` passes the signal on: SIGUSR2 to the handler that had it before (submitit's, which
+    requeues the job on SLURM; the requeued job resumes from the checkpoint), then the process exits with 128 + the
+    signal number, as one killed by it would.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+
+    def __init__(self, checkpoint_path: str | Path):
+        self.path = Path(checkpoint_path)
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def on_train_start(self, trainer, pl_module):
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._note)
+
+    def _note(self, signum, frame):
+        self.received = signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if not pl_module.did_g_step or pl_module.stopped_by_signal is not None:
+            return
+        stop = self.received is not None
+        if trainer.world_size > 1:
+            stop = bool(trainer.strategy.broadcast(stop, src=0))
+        if stop:
+            pl_module.stopped_by_signal = self.received or -1  # no final evaluation: the run goes on elsewhere
+            if pl_module.diverged is None:
+                trainer.save_checkpoint(self.path)
+            trainer.should_stop = True
+
+    def teardown(self, trainer, pl_module, stage):
+        for sig, previous in self._previous.items():
+            if signal.getsignal(sig) == self._note:
+                signal.signal(sig, previous)
+
+    def forward(self) -> None:
+        """Pass a received signal on (call once the run is recorded)."""
+        if self.received is None:
+            return
+        previous = self._previous.get(self.received)
+        if self.received == signal.SIGUSR2 and callable(previous):
+            previous(self.received, None)
+        raise SystemExit(128 + self.received)
 
 
 class SampleGrid(L.Callback):
@@ -162,7 +219,7 @@ class Evaluation(L.Callback):
 
     def on_train_end(self, trainer, pl_module):
         done = self.history and self.history[-1]["g_step"] == pl_module.g_step
-        if pl_module.diverged is None and not done and pl_module.g_step > 0:
+        if pl_module.diverged is None and not done and pl_module.g_step > 0 and pl_module.stopped_by_signal is None:
             self.run(trainer, pl_module)
 
     def run(self, trainer, pl_module) -> dict:

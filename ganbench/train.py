@@ -162,7 +162,8 @@ def make_trainer(cfg: DictConfig, module, run_dir: Path, evaluator, loggers):
     import lightning as L
     from lightning.pytorch.callbacks import RichProgressBar
 
-    from ganbench.callbacks import AtomicCheckpointIO, Checkpointer, Evaluation, SampleGrid, StopAfter, Throughput
+    from ganbench.callbacks import (AtomicCheckpointIO, Checkpointer, Evaluation, GracefulStop, SampleGrid, StopAfter,
+                                    Throughput)
 
     ckpt_dir = run_dir / "checkpoints"
     callbacks = [Throughput(), Checkpointer(ckpt_dir, cfg.checkpoint.every, cfg.checkpoint.keep_last),
@@ -171,6 +172,7 @@ def make_trainer(cfg: DictConfig, module, run_dir: Path, evaluator, loggers):
         callbacks.append(Evaluation(evaluator, ckpt_dir))
     if cfg.get("stop_after"):
         callbacks.append(StopAfter(cfg.stop_after))
+    callbacks.append(GracefulStop(ckpt_dir / "last.ckpt"))
     if sys.stderr.isatty() or sys.stdout.isatty():
         callbacks.append(RichProgressBar())
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -275,6 +277,8 @@ def train(cfg: DictConfig) -> float:
         raise
     finally:
         _finish(record, run_dir, module, trainer, callbacks, start, cfg)
+    if callbacks:
+        callbacks["GracefulStop"].forward()  # SIGTERM/SIGUSR2: recorded and checkpointed; now exit (or requeue)
     return results.objective(record)
 
 

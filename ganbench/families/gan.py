@@ -84,6 +84,7 @@ class GAN(L.LightningModule):
         self.d_step = 0
         self.did_g_step = False  # whether the last training_step updated G (callbacks read it)
         self.diverged: dict | None = None
+        self.stopped_by_signal: int | None = None  # set by callbacks.GracefulStop (SIGTERM/SIGUSR2)
 
     # -- sampling ---------------------------------------------------------------------------------------------------
     def sample_z(self, n: int) -> Tensor:
