@@ -197,10 +197,30 @@ def preflight(argv: list[str], config_name: str = CONFIG_NAME) -> None:
 
     apply_search(cfg)
     validate(cfg)
-    if any(a in ("-m", "--multirun") for a in argv):
-        given = {o.key_or_group: o.value() for o in overrides if o.key_or_group.startswith("hydra")}
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    given = {o.key_or_group: o.value() for o in overrides if o.key_or_group.startswith("hydra")}
+    if multirun:
         check_ddp_in_sweep(cfg, str(given.get("hydra/launcher", "basic")),
                            given.get("hydra.launcher.tasks_per_node", 1))
+    if config_name == CONFIG_NAME:  # conf/train.yaml's layout: outputs/<name>/...
+        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        check_output_dir(str(given.get(key, f"outputs/{cfg.name}")), key)
+
+
+def check_output_dir(path: str, key: str) -> None:
+    """Create the fixed part of the output directory now (Hydra would, with a traceback on failure): a read-only,
+    full or missing place gets one line naming it and the key that moves it."""
+    import errno
+    import os
+
+    fixed = Path(path.split("${", 1)[0].rstrip("/") or ".")
+    try:
+        fixed.mkdir(parents=True, exist_ok=True)
+        if not os.access(fixed, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as exc:
+        raise ConfigError(f"cannot write the output directory {fixed}: {exc.strerror or exc}; run where you can "
+                          f"write, or set {key}=<a writable directory>") from None
 
 
 def check_ddp_in_sweep(cfg: DictConfig, launcher: str, tasks_per_node: Any) -> None:
