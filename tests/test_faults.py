@@ -1,4 +1,5 @@
-"""Faults around a run: damaged or foreign checkpoints, a full disk, Ctrl-C, a signal during a checkpoint write.
+"""Faults around a run: damaged or foreign checkpoints, a full disk, Ctrl-C, SIGTERM/SIGUSR2 (a scheduler's stop or
+requeue), a signal during a checkpoint write.
 Each gives one clear line, a non-zero exit where the run failed, loses nothing and marks nothing completed."""
 
 from __future__ import annotations
@@ -94,6 +95,90 @@ def test_ctrl_c_marks_the_run_interrupted_and_it_resumes(tmp_path, cache_dir):
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout + resumed.stderr
+    assert result(rd)["status"] == "completed" and result(rd)["g_steps"] == target
+
+
+def test_an_output_directory_that_cannot_be_written_gets_one_line(run, tmp_path, monkeypatch, capfd):
+    """A read-only file system (simulated: tests run as root, which permissions do not stop) or a path through a
+    file: one line naming the directory and the key that moves it, exit 2, before anything starts."""
+    from pathlib import Path
+
+    real_mkdir = Path.mkdir
+    readonly = tmp_path / "readonly"
+
+    def mkdir(self, *args, **kwargs):
+        if str(self).startswith(str(readonly)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    code, out = run(*ARGS, run_dir=readonly / "run")
+    assert code == 2 and one_error_line(out) == (
+        f"ganbench: error: cannot write the output directory {readonly / 'run'}: Read-only file system; run where "
+        "you can write, or set hydra.run.dir=<a writable directory>")
+    (tmp_path / "afile").write_text("")
+    import ganbench.train
+    from conftest import call_main
+
+    code, out = call_main(ganbench.train.main, "ganbench-train",
+                          ["-m", *ARGS, f"hydra.sweep.dir={tmp_path / 'afile' / 'sweep'}"], monkeypatch, capfd)
+    assert code == 2 and "afile/sweep: Not a directory; run where you can write, or set hydra.sweep.dir=" in \
+        one_error_line(out)
+    assert not list(tmp_path.rglob("result.json"))
+
+
+REQUEUER = """
+import signal, sys
+from pathlib import Path
+# stands in for submitit's SIGUSR2 handler on SLURM: it requeues the job, then the process exits
+marker = Path(sys.argv[1])
+def requeue(signum, frame):
+    marker.write_text("requeued")
+    sys.exit(0)
+signal.signal(signal.SIGUSR2, requeue)
+sys.argv = ["ganbench-train", *sys.argv[2:]]
+from ganbench.train import main
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2])
+def test_sigterm_or_slurms_warning_signal_checkpoints_the_current_step(tmp_path, cache_dir, sig):
+    """A scheduler's SIGTERM, or SLURM's SIGUSR2 before a time limit/preemption: the run finishes its generator
+    step, saves last.ckpt there, is recorded interrupted, and resumes from exactly that step. A SIGUSR2 handler
+    that was there before (submitit's requeue) runs after that; without one the exit code is 128 + signal."""
+    rd = tmp_path / "run"
+    args = [*TOY, "optim.g_steps=100000", "checkpoint.every=100000", f"hydra.run.dir={rd}"]
+    marker = tmp_path / "requeued"
+    cmd = ([sys.executable, "-c", REQUEUER, str(marker), *args] if sig == signal.SIGUSR2
+           else [sys.executable, "-m", "ganbench.train", *args])
+    proc = subprocess.Popen(cmd, env=_env(cache_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (rd / "metrics.csv").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)  # well into training, far from any scheduled checkpoint
+    proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert "Traceback" not in err, err[-3000:]
+    record = result(rd)
+    assert record["status"] == "interrupted" and 0 < record["g_steps"] < 100000
+    import torch
+
+    ckpt = torch.load(rd / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["ganbench"]["g_step"] == record["g_steps"]  # the step it stopped at, not an older one
+    if sig == signal.SIGUSR2:
+        assert proc.returncode == 0 and marker.read_text() == "requeued"
+    else:
+        assert proc.returncode == 128 + signal.SIGTERM
+    target = record["g_steps"] + 5
+    resumed = subprocess.run([sys.executable, "-m", "ganbench.train",
+                              *[a.replace("g_steps=100000", f"g_steps={target}") for a in args]],
+                             env=_env(cache_dir), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"at generator step {record['g_steps']}" in resumed.stdout + resumed.stderr
     assert result(rd)["status"] == "completed" and result(rd)["g_steps"] == target
 
 
