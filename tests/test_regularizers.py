@@ -172,20 +172,22 @@ def test_bad_values_raise_config_error(cls, kw):
         cls(**kw)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("name", ["gp", "dragan", "dragan_lucic", "r1", "r2"])
-def test_gradient_penalties_are_exact_float32_under_mixed_precision(name):
-    """Inside bf16 autocast (trainer.precision=bf16-mixed) a gradient penalty equals its float32 value: the
-    critic's input gradient is taken with autocast off (PyTorch's AMP recipe), not in bfloat16."""
+def test_gradient_penalties_are_exact_float32_under_mixed_precision(name, dtype):
+    """Inside bf16 or fp16 autocast (trainer.precision=bf16-mixed / 16-mixed) a gradient penalty equals its float32
+    value: the critic's input gradient is taken in float32 with autocast off and unscaled (PyTorch's AMP recipe),
+    not in half precision; the GradScaler of 16-mixed then scales only the total D loss."""
     torch.manual_seed(0)
     D = dcgan.Discriminator(data_shape=(3, 16, 16), width=8)
     real, fake = torch.randn(6, 3, 16, 16).clamp(-1, 1), torch.randn(6, 3, 16, 16).clamp(-1, 1)
     reg = instantiate(OmegaConf.load(CONF_DIR / "reg" / f"{name}.yaml"))
     with torch.random.fork_rng():
         reference = reg(D, real, fake)
-    with torch.random.fork_rng(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.random.fork_rng(), torch.autocast("cpu", dtype=dtype):
         mixed = reg(D, real, fake)
     assert mixed.dtype == torch.float32 and torch.allclose(mixed, reference, rtol=1e-6)
-    with torch.random.fork_rng(), torch.autocast("cpu", dtype=torch.bfloat16):  # what a bf16 gradient would give
+    with torch.random.fork_rng(), torch.autocast("cpu", dtype=dtype):  # what a half-precision gradient would give
         x = real.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(D(x).sum(), x)
     assert g.dtype == torch.float32 and not torch.allclose(g, R.input_gradients(D, real), rtol=1e-4)

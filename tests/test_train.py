@@ -159,6 +159,47 @@ def test_metrics_none_wins_over_an_experiment_that_tunes_metrics(run, tmp_path):
     assert r["status"] == "completed" and "metrics" not in r
 
 
+def test_16_mixed_runs_both_optimizers_through_one_grad_scaler(tmp_path):
+    """16-mixed (GPU AMP) with manual optimisation and two optimizers, on CPU: Lightning turns 16-mixed into bf16
+    on a CPU, so the test hands the Trainer the 16-mixed plugin itself (fp16 autocast + a GradScaler). Each of the
+    D and G steps is scaled, unscaled and stepped by the one scaler (one update per optimizer step), the weights
+    stay finite, and the scaler's state is in the checkpoint, so a resumed run continues with the same scale."""
+    import lightning as L
+    import torch
+    from hydra import compose, initialize_config_dir
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    from ganbench.config import CONF_DIR
+    from ganbench.train import build
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["model=dcgan", "model.generator.width=8", "model.discriminator.width=8",
+                                          "loss=wgan", "reg=[gp]", "optim.g_steps=6", "optim.n_disc=2",
+                                          "optim.batch_size=16", "metrics=none", "logger=[csv]"])
+    module, dm, _ = build(cfg)
+    plugin = MixedPrecision("16-mixed", "cpu")
+    scaler = plugin.scaler
+    calls = {"update": 0, "step": 0}
+    for name in calls:
+        real = getattr(scaler, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        setattr(scaler, name, counted)
+    trainer = L.Trainer(accelerator="cpu", devices=1, plugins=[plugin], max_steps=6 * 3, max_epochs=-1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        use_distributed_sampler=False, default_root_dir=str(tmp_path))
+    trainer.fit(module, datamodule=dm)
+    assert (module.g_step, module.d_step) == (6, 12) and module.diverged is None
+    assert calls == {"update": 18, "step": 18}  # 12 D steps + 6 G steps, each through the one scaler
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)["MixedPrecision"]
+    assert saved["scale"] == scaler.get_scale() and saved["_growth_tracker"] == scaler._get_growth_tracker()
+
+
 def test_bf16_mixed_precision_with_a_gradient_penalty_trains(run, tmp_path):
     code, out = run("model=dcgan", "model.generator.width=16", "model.discriminator.width=16", "reg=gp",
                     "trainer.precision=bf16-mixed", "optim.g_steps=4", "log_every=1", "logger=[csv]",
