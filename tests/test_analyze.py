@@ -445,3 +445,21 @@ def test_wandb_logs_tables_and_figures(tmp_path, monkeypatch, api_key):
     assert calls["log"]["table/runs"] == ("table", 37) and calls["log"]["table/cells"] == ("table", 4)
     assert calls["log"]["figure/budget"] == ("image", str(tmp_path / "out" / "figures" / "budget.png"))
     assert calls["finished"]
+
+
+def test_wandb_push_with_the_real_library_writes_every_table_and_figure(tmp_path, monkeypatch):
+    """The real wandb, offline (no network here): the run it writes holds the four tables with their rows and the
+    four figures, ready for `wandb sync`."""
+    import json
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_study(tmp_path / "sweep")
+    study = analyze([tmp_path / "sweep"], out=tmp_path / "out", n_boot=50, wandb_project="ganbench-study")
+    (run,) = (tmp_path / "out" / "wandb").glob("offline-run-*")
+    tables = {p.name.split("_")[0]: json.loads(p.read_text()) for p in (run / "files" / "media").rglob("*.table.json")}
+    assert sorted(tables) == ["cells", "pairwise", "runs", "settings"]
+    assert len(tables["runs"]["data"]) == len(study.runs) == 37 and len(tables["cells"]["data"]) == 4
+    assert "run_dir" in tables["runs"]["columns"] and len(tables["settings"]["data"]) == len(study.settings)
+    figures = {p.name.rsplit("_", 2)[0] for p in (run / "files" / "media" / "images").rglob("*.png")}
+    assert figures == {"top_fraction", "budget", "best_seeds", "pairwise"}
