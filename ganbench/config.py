@@ -90,6 +90,11 @@ def validate(cfg: DictConfig) -> None:
             good = False
         if not good:
             raise ConfigError(f"{rule.key} must be {rule.allowed}; got {raw!r}")
+    strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="auto"))
+    if any(word in strategy for word in ("spawn", "fork", "notebook")):
+        raise ConfigError(f"trainer.strategy={strategy} is not supported: its ranks run in child processes that "
+                          f"cannot return the run's record, metrics and EMA state; use trainer=ddp (Lightning starts "
+                          f"the ranks, or in a sweep the launcher's tasks do)")
     if OmegaConf.select(cfg, "reg") is not None:
         norms = [name for name in cfg.reg if name in ("bn", "ln")]
         if len(norms) > 1:
@@ -230,7 +235,7 @@ def check_ddp_in_sweep(cfg: DictConfig, launcher: str, tasks_per_node: Any) -> N
     trainer = cfg.get("trainer") or {}
     strategy, devices = str(trainer.get("strategy", "auto")), trainer.get("devices", 1)
     multi = str(devices) in ("-1", "auto") or (str(devices).isdigit() and int(devices) > 1)
-    if not (strategy.startswith("ddp") and "spawn" not in strategy and multi):
+    if not (strategy.startswith("ddp") and multi):
         return
     if launcher not in ("slurm", "local_parallel") or str(tasks_per_node) != str(devices):
         raise ConfigError(f"trainer=ddp in a sweep needs one launcher task per device (Lightning would otherwise "

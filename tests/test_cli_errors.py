@@ -33,6 +33,7 @@ PREFLIGHT = [
     (["optim.lr="], ["optim.lr"]),
     (["-m", "trainer=ddp", "loss=ns,wgan"], ["trainer=ddp in a sweep", "hydra/launcher=slurm", "tasks_per_node=2"]),
     (["-m", "trainer=ddp", "loss=ns,wgan", "hydra/launcher=local_parallel"], ["tasks_per_node=1"]),
+    (["trainer=ddp", "trainer.strategy=ddp_spawn"], ["trainer.strategy=ddp_spawn is not supported", "trainer=ddp"]),
 ]
 
 # errors found once the job builds its parts (torch imported): still one line and exit 2
