@@ -8,6 +8,8 @@ a Hydra traceback (or nine failed jobs). ``validate(cfg)`` is the value check, a
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -215,9 +217,6 @@ def preflight(argv: list[str], config_name: str = CONFIG_NAME) -> None:
 def check_output_dir(path: str, key: str) -> None:
     """Create the fixed part of the output directory now (Hydra would, with a traceback on failure): a read-only,
     full or missing place gets one line naming it and the key that moves it."""
-    import errno
-    import os
-
     fixed = Path(path.split("${", 1)[0].rstrip("/") or ".")
     try:
         fixed.mkdir(parents=True, exist_ok=True)

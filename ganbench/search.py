@@ -11,8 +11,8 @@
         reg.gp.weight: tag(log, interval(0.1, 100))
         optim.beta2: 0.999                        #   a plain value is set as it is
 
-The syntax is the Optuna sweeper's (``tag(int, interval(1, 8))`` draws an integer in [1, 8]). Each key has its own stream,
-seeded by (seed, sample, key): sample ``i`` draws the same learning rate for every model of a study (a paired
+The syntax is the Optuna sweeper's (``tag(int, interval(1, 8))`` draws an integer in [1, 8]). Each key has its own
+stream, seeded by (seed, sample, key): sample ``i`` draws the same learning rate for every model of a study (a paired
 comparison), and adding a key to the space changes no other key's draws. A key under ``reg.<name>`` applies only
 to runs whose ``reg`` includes ``<name>`` (WGAN's clip value in a study of several models); any other key the
 config lacks is an error.
@@ -50,14 +50,12 @@ def flatten_space(space: Mapping | None, prefix: str = "") -> dict[str, Any]:
 
 
 def parse(key: str, spec: Any):
-    """A space entry as Hydra's override parser reads it: ChoiceSweep, RangeSweep, IntervalSweep or a value."""
-    if not isinstance(spec, str):
-        return spec
+    """A space entry as Hydra's override parser reads it (an Override: a choice/range/interval sweep or a value)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     try:
-        return OverridesParser.create().parse_override(f"{key}={spec}").value()
+        return OverridesParser.create().parse_override(f"{key}={spec}")
     except HydraException as exc:
         raise ConfigError(f"search.space.{key}: cannot read {spec!r} ({str(exc).splitlines()[0]}); use e.g. "
                           f"'tag(log, interval(1e-5, 1e-2))', 'interval(0, 1)' or 'choice(1, 5)'") from None
@@ -70,17 +68,17 @@ def stream(seed: int, sample: int, key: str) -> np.random.Generator:
 
 def draw(key: str, spec: Any, seed: int, sample: int) -> Any:
     """The value of ``key`` in sample ``sample`` of the study seeded ``seed``."""
-    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
-
-    dist = parse(key, spec)
+    if not isinstance(spec, str):
+        return spec
+    override = parse(key, spec)
     rng = stream(seed, sample, key)
-    if isinstance(dist, (ChoiceSweep, RangeSweep)):
-        values = list(dist.list) if isinstance(dist, ChoiceSweep) else list(np.arange(dist.start, dist.stop,
-                                                                                      dist.step).tolist())
+    if override.is_discrete_sweep():  # choice(...), range(...), a,b,c
+        values = list(override.sweep_iterator())
         if not values:
             raise ConfigError(f"search.space.{key}: {spec!r} has no values")
         return values[int(rng.integers(len(values)))]
-    if isinstance(dist, IntervalSweep):
+    if override.is_sweep_override():  # interval(...), possibly tagged log / int
+        dist = override.value()
         lo, hi = float(dist.start), float(dist.end)
         log = "log" in dist.tags
         if not lo < hi or (log and lo <= 0):
@@ -92,7 +90,7 @@ def draw(key: str, spec: Any, seed: int, sample: int) -> Any:
             value = math.exp(math.log(lo) + u * (math.log(top) - math.log(lo))) if log else lo + u * (top - lo)
             return int(min(math.floor(value), hi))
         return math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))) if log else lo + u * (hi - lo)
-    return dist
+    return override.value()
 
 
 def _applies(cfg: DictConfig, key: str) -> bool:

@@ -3,9 +3,9 @@ search, trained again with 50 seeds, shows how much of a model's score is luck).
 
 ``python -m ganbench.analyze DIR --rerun-best 50`` writes ``rerun_best.sh``: per cell, one sweep command made of the
 best run's own overrides (recorded in its result.json: the experiment, model, search sample ...) with its seed
-replaced by the seeds the setting lacks to have 50 (the search's seed 0 plus ``seed=range(1,50)``). The re-runs go to ``<sweep dir>_seeds`` under ``name=<name>_seeds``; analysed
-together with the search, they join the best setting (same hyperparameters), so its seed distribution is the
-"seeds of the best setting" figure.
+replaced by the seeds the setting lacks to have 50 (the search's seed 0 plus ``seed=range(1,50)``). The re-runs go
+to ``<sweep dir>_seeds`` under ``name=<name>_seeds``; analysed together with the search, they join the best
+setting (same hyperparameters), so its seed distribution is the "seeds of the best setting" figure.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ REPLACED = ("seed", "name")
 
 
 def override_key(override: str) -> str:
-    """``+a.b=1`` -> ``a.b``; ``hydra/launcher=slurm`` -> ``hydra/launcher``."""
-    return override.split("=", 1)[0].lstrip("+~")
+    """``+a.b=1`` -> ``a.b``; ``hydra/launcher=slurm`` -> ``hydra/launcher`` (Hydra's own override parser)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_override(override).key_or_group
 
 
 def new_seeds(have: set[int], total: int) -> list[int]:
@@ -80,7 +82,8 @@ def write_script(settings: pd.DataFrame, runs: pd.DataFrame, seeds: int, path: P
             continue
         have = {int(x) for x in str(best.get("seeds") or "").split()}
         todo = new_seeds(have, seeds)
-        head = f"# {cell}: best {metric} {best['score']:.4g} ({run_dir.name}; seeds {' '.join(map(str, sorted(have)))})"
+        seeds_now = " ".join(map(str, sorted(have)))
+        head = f"# {cell}: best {metric} {best['score']:.4g} ({run_dir.name}; seeds {seeds_now})"
         if not todo:
             lines.append(f"{head}: already has {len(have)} seeds")
             continue

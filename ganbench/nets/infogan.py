@@ -6,8 +6,9 @@ model; after Chen et al. 2016's InfoGAN MNIST networks.
 - D: conv 64 4x4 stride 2, lReLU; conv 128 4x4 stride 2, [norm], lReLU; FC 1024, [norm], lReLU; FC 1.
 
 LeakyReLU slope 0.2. D's [norm] is the regularizer's (reg=bn, reg=ln), or batch norm with ``batch_norm=True``:
-Lucic et al. search over "batch norm in D: on/off" as a hyperparameter of this architecture. ``width`` scales 64 / 128 / 1024 as width / 2 * width / 16 * width (paper: width=64). Serves
-square sides that are multiples of 4, >= 8 (28x28 MNIST included).
+Lucic et al. search over "batch norm in D: on/off" as a hyperparameter of this architecture. ``width`` scales
+64 / 128 / 1024 as width / 2 * width / 16 * width (paper: width=64). Serves square sides that are multiples of 4,
+>= 8 (28x28 MNIST included).
 """
 
 from __future__ import annotations
