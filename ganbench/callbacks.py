@@ -144,7 +144,7 @@ class SampleGrid(L.Callback):
     def save(self, trainer, pl_module) -> Path | None:
         if trainer.global_rank != 0:
             return None
-        samples = pl_module.sample(len(pl_module.fixed_z), z=pl_module.fixed_z).cpu()
+        samples = pl_module.sample(inputs=pl_module.fixed_inputs()).cpu()
         if not torch.isfinite(samples).all():
             return None
         self.dirpath.mkdir(parents=True, exist_ok=True)
@@ -229,6 +229,8 @@ class Evaluation(L.Callback):
         with isolated_rng(self.evaluator.seed + rank):
             values = self.evaluator.evaluate(lambda n: pl_module.sample(n), rank=rank, world_size=world,
                                              gather=trainer.strategy.all_gather if world > 1 else None)
+            if all(math.isfinite(v) for v in values.values()):
+                values.update(pl_module.extra_metrics(self.evaluator))
         self.seconds += time.perf_counter() - start
         row = {"g_step": pl_module.g_step, **values}
         self.history.append(row)

@@ -31,7 +31,8 @@ CONFIG_NAME = "evaluate"
 def checkpoint_sampler(path: Path, data_override: DictConfig | None):
     """(datamodule, sample_fn, source info) for a checkpoint: the run's config.yaml rebuilds the module, the
     checkpoint's weights are loaded, and samples come from its evaluation (EMA) generator."""
-    from ganbench.train import build, read_checkpoint
+    from ganbench.build import build
+    from ganbench.checkpoints import read_checkpoint
 
     ckpt = read_checkpoint(path)
     run_dir = path.resolve().parent.parent
@@ -84,7 +85,7 @@ def default_record_path(cfg: DictConfig, source: dict, tag: str) -> Path:
 
 def evaluate(cfg: DictConfig) -> dict:
     """Score what ``cfg`` names; returns the record written to disk."""
-    from ganbench.train import instantiate_or_explain
+    from ganbench.build import instantiate_or_explain
 
     if bool(cfg.checkpoint) == bool(cfg.images):
         raise ConfigError("give exactly one of checkpoint=PATH (a ganbench checkpoint) or images=DIR (generated "

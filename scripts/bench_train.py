@@ -20,7 +20,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from ganbench.config import CONF_DIR
-from ganbench.train import build, quiet_lightning
+from ganbench.build import build
+from ganbench.train import quiet_lightning
 
 CASES = {
     # name: (overrides, warm-up steps, measured steps per round)

@@ -170,7 +170,7 @@ def test_16_mixed_runs_both_optimizers_through_one_grad_scaler(tmp_path):
     from lightning.pytorch.plugins.precision import MixedPrecision
 
     from ganbench.config import CONF_DIR
-    from ganbench.train import build
+    from ganbench.build import build
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["model=dcgan", "model.generator.width=8", "model.discriminator.width=8",

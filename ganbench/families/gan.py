@@ -1,4 +1,4 @@
-"""The unconditional GAN training loop (the family every other family builds on).
+"""The unconditional GAN training loop: ``family=gan``, and the base every other family builds on.
 
 One ``training_step`` is one discriminator update on a fresh real batch; every ``n_disc``-th step also updates the
 generator. Counters:
@@ -9,12 +9,23 @@ generator. Counters:
 - Lightning's ``trainer.global_step`` counts *every* optimizer step: after k generator steps it is
   k * (n_disc + 1). ganbench logs every scalar with ``step=g_step``, so the x-axis of the CSV, W&B and
   TensorBoard is the generator step.
+
+A family is a subclass that overrides only what differs from this loop (see ``ganbench/families/__init__.py``):
+what G receives (``sample_inputs``, ``generate``), what D receives besides the images (``real_condition``,
+``fake_condition``, ``discriminate``), the extra loss terms (``d_terms``, ``g_terms``), and how its networks are
+built (``build_networks``). The phases (D step, penalties, G step, EMA, divergence, checkpoints) stay here.
+
+PacGAN (Lin et al. 2018, fjxmlzn/PacGAN@190853e ``model.py``): with ``pack=m`` D scores packs of m samples
+concatenated along channels (images) or features (vectors); packs are formed within the real half and within the
+fake half, never across; each image is augmented before packing; penalties see packs (one interpolation per pack,
+one gradient norm per pack, as CTGAN's packed WGAN-GP).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping
+from functools import partial
+from typing import Any, Callable, Mapping
 
 import lightning as L
 import torch
@@ -22,30 +33,13 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from ganbench.errors import ConfigError
+from ganbench.families.common import PRIORS, Output, ema_avg_fn, logit, split_output
+from ganbench.families.state import ResumableState
 from ganbench.losses import AdversarialLoss
 from ganbench.regularizers import Regularizer
 
-PRIORS: dict[str, Callable[..., Tensor]] = {
-    "normal": lambda n, d, **kw: torch.randn(n, d, **kw),
-    "uniform": lambda n, d, **kw: torch.rand(n, d, **kw) * 2 - 1,
-}
 
-
-def ema_avg_fn(decay: float):
-    """EMA update for ``AveragedModel`` with the usual warm-up: decay_t = min(decay, (1 + t) / (10 + t))."""
-
-    def update(ema_params, params, num_averaged):
-        if not ema_params[0].is_floating_point():  # e.g. batch norm's num_batches_tracked: copied
-            torch._foreach_copy_(ema_params, params)
-            return
-        t = int(num_averaged)
-        d = min(decay, (1 + t) / (10 + t))
-        torch._foreach_lerp_(ema_params, params, 1 - d)
-
-    return update
-
-
-class GAN(L.LightningModule):
+class GAN(ResumableState, L.LightningModule):
     """Unconditional GAN: G maps a prior sample z to data, D scores data with a logit.
 
     Args:
@@ -57,11 +51,16 @@ class GAN(L.LightningModule):
         ema_decay: decay of the generator's exponential moving average; 0 disables it.
         num_fixed: size of the fixed latent batch used for sample grids.
         log_every: generator steps between logged scalars.
+        pack: PacGAN's packing degree m (1: D scores single samples).
     """
+
+    #: whether ``family.pack > 1`` makes sense for this family (D scores single unconditioned samples)
+    supports_pack = True
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss,
                  regularizers: Mapping[str, Regularizer], augment: nn.Module, optim: Mapping,
-                 ema_decay: float = 0.999, num_fixed: int = 64, log_every: int = 10, seed: int = 0):
+                 ema_decay: float = 0.999, num_fixed: int = 64, log_every: int = 10, seed: int = 0,
+                 pack: int = 1):
         super().__init__()
         self.automatic_optimization = False
         self.G, self.D, self.augment = generator, discriminator, augment
@@ -73,6 +72,11 @@ class GAN(L.LightningModule):
         if self.optim_cfg["prior"] not in PRIORS:
             raise ConfigError(f"optim.prior must be one of {', '.join(PRIORS)}; got {self.optim_cfg['prior']!r}")
         self._prior = PRIORS[self.optim_cfg["prior"]]
+        self.pack = self.check_pack(pack, int(self.optim_cfg.get("batch_size", pack)))
+        self.simultaneous = bool(self.optim_cfg.get("simultaneous", False))
+        if self.simultaneous and self.n_disc != 1:
+            raise ConfigError(f"optim.simultaneous=true updates D and G together from one batch, so it needs "
+                              f"optim.n_disc=1; got optim.n_disc={self.n_disc}")
         self.ema_decay = float(ema_decay)
         self.G_ema = AveragedModel(generator, multi_avg_fn=ema_avg_fn(self.ema_decay), use_buffers=True) \
             if self.ema_decay > 0 else None
@@ -86,49 +90,168 @@ class GAN(L.LightningModule):
         self.diverged: dict | None = None
         self.stopped_by_signal: int | None = None  # set by callbacks.GracefulStop (SIGTERM/SIGUSR2)
 
-    # -- sampling ---------------------------------------------------------------------------------------------------
+    # -- building (class-level: runs before the module exists) ------------------------------------------------------
+    @classmethod
+    def family_name(cls) -> str:
+        return cls.__module__.rsplit(".", 1)[-1]
+
+    @classmethod
+    def check_pack(cls, pack: Any, batch_size: int) -> int:
+        try:
+            m = int(pack)
+            ok = m >= 1 and m == float(pack)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"family.pack must be an integer >= 1 (1: no packing); got {pack!r}")
+        if m > 1 and not cls.supports_pack:
+            raise ConfigError(f"family.pack={m}: family={cls.family_name()} does not score single samples, so "
+                              f"PacGAN's packing does not apply; packing works with family=gan and family=infogan")
+        if batch_size % m:
+            raise ConfigError(f"family.pack={m} needs optim.batch_size divisible by {m} (packs never mix real "
+                              f"and fake); got optim.batch_size={batch_size}")
+        return m
+
+    @classmethod
+    def build_networks(cls, cfg, datamodule, d_kwargs: dict, options: dict) -> tuple[nn.Module, nn.Module, dict]:
+        """(G, D, extra constructor kwargs) for this family from ``cfg.model`` and the data. ``d_kwargs`` holds
+        the normalization the regularizers ask for; ``options`` the family's config (conf/family/<name>.yaml)."""
+        from ganbench.build import instantiate_or_explain
+
+        shape = tuple(datamodule.shape)
+        m = cls.check_pack(options.get("pack", 1), int(cfg.optim.batch_size))
+        G = instantiate_or_explain(cfg.model.generator, z_dim=cfg.optim.z_dim, data_shape=shape)
+        d_shape = (shape[0] * m, *shape[1:])  # a pack: m samples along channels (images) or features (vectors)
+        D = instantiate_or_explain(cfg.model.discriminator, data_shape=d_shape, **d_kwargs)
+        return G, D, {}
+
+    # -- what G receives (override in a family) ---------------------------------------------------------------------
     def sample_z(self, n: int) -> Tensor:
         return self._prior(n, self.z_dim, device=self.device)
 
+    def sample_inputs(self, n: int) -> dict[str, Tensor]:
+        """Everything G's input is made of, for ``n`` samples (a conditional family adds labels, InfoGAN codes)."""
+        return {"z": self.sample_z(n)}
+
+    def fixed_inputs(self) -> dict[str, Tensor]:
+        """The fixed inputs of the sample grids."""
+        return {"z": self.fixed_z}
+
+    def generate(self, inputs: Mapping[str, Tensor], net: nn.Module | None = None) -> Tensor:
+        return (net if net is not None else self.G)(inputs["z"])
+
+    # -- what D receives (override in a family) ---------------------------------------------------------------------
+    def real_inputs(self, batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """(real images, their condition for D) from a data batch of (x, y)."""
+        return (batch[0] if isinstance(batch, (list, tuple)) else batch), {}
+
+    def fake_condition(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """D's condition for fakes generated from ``inputs``."""
+        return {}
+
+    def discriminate(self, x: Tensor, cond: Mapping[str, Tensor]) -> Output:
+        """D's full output on ``x``: the augmentation, packing, then D (a family with heads returns a dict)."""
+        return self.D(self.packed(self.augment(x)), **cond)
+
+    def critic(self, x: Tensor, cond: Mapping[str, Tensor] | None = None) -> Tensor:
+        """D's logits on ``x`` as the penalties see it (packed input when pack > 1)."""
+        if self.pack > 1:  # x is already packed: augment each image, pack again
+            return logit(self.D(self.packed(self.augment(self.unpacked(x))), **(cond or {})))
+        return logit(self.discriminate(x, cond or {}))
+
+    def penalty_critic(self, real_cond: Mapping[str, Tensor], fake_cond: Mapping[str, Tensor]) -> Callable:
+        """The critic the penalties call (on real, fake and interpolated samples): D with the reals' condition."""
+        return lambda x: self.critic(x, real_cond)
+
+    # -- packing (PacGAN) -------------------------------------------------------------------------------------------
+    def packed(self, x: Tensor) -> Tensor:
+        """(N, C, ...) -> (N / m, m * C, ...): consecutive samples form a pack, sample j in channels j*C..(j+1)*C."""
+        return x if self.pack == 1 else x.reshape(x.shape[0] // self.pack, x.shape[1] * self.pack, *x.shape[2:])
+
+    def unpacked(self, x: Tensor) -> Tensor:
+        return x if self.pack == 1 else x.reshape(x.shape[0] * self.pack, x.shape[1] // self.pack, *x.shape[2:])
+
+    # -- the extra terms of a family (override) ---------------------------------------------------------------------
+    def d_adversarial(self, real_out: Output, fake_out: Output) -> Tensor:
+        return self.loss.discriminator(logit(real_out), logit(fake_out))
+
+    def g_adversarial(self, fake_out: Output, real_out: Output | None) -> Tensor:
+        return self.loss.generator(logit(fake_out), None if real_out is None else logit(real_out))
+
+    def d_terms(self, real_out: Output, fake_out: Output, real_cond: dict, inputs: dict) -> dict[str, Tensor]:
+        """Terms added to D's loss besides the adversarial one and the penalties (e.g. ACGAN's class loss)."""
+        return {}
+
+    def g_terms(self, fake: Tensor, fake_out: Output, inputs: dict) -> dict[str, Tensor]:
+        """Terms added to G's loss besides the adversarial one (e.g. InfoGAN's mutual information)."""
+        return {}
+
+    def after_d_step(self, real_out: Output, fake_out: Output, terms: dict) -> None:
+        """State updated after each D step from that step's values (BEGAN's k)."""
+
+    # -- sampling ---------------------------------------------------------------------------------------------------
     @property
     def sampler(self) -> nn.Module:
         """The generator used for samples and evaluation: the EMA copy when there is one."""
         return self.G_ema.module if self.G_ema is not None else self.G
 
     @torch.no_grad()
-    def sample(self, n: int, z: Tensor | None = None, batch_size: int = 256) -> Tensor:
-        """``n`` samples from the evaluation generator (eval mode), in chunks; the training mode is restored."""
+    def sample(self, n: int | None = None, z: Tensor | None = None, batch_size: int = 256,
+               inputs: Mapping[str, Tensor] | None = None) -> Tensor:
+        """``n`` samples from the evaluation generator (eval mode), in chunks; the training mode is restored.
+        ``inputs`` (or ``z``) fixes G's inputs; otherwise they are drawn with ``sample_inputs``."""
         net = self.sampler
         was_training = net.training
         net.eval()
         try:
-            z = self.sample_z(n) if z is None else z.to(self.device)
-            return torch.cat([net(chunk) for chunk in z.split(batch_size)]).float()
+            if inputs is None:
+                inputs = self.sample_inputs(int(n)) if z is None else {"z": z}
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            total = len(next(iter(inputs.values())))
+            chunks = [{k: v[i:i + batch_size] for k, v in inputs.items()} for i in range(0, total, batch_size)]
+            return torch.cat([self.generate(chunk, net) for chunk in chunks]).float()
         finally:
             net.train(was_training)
 
+    def extra_metrics(self, evaluator) -> dict[str, float]:
+        """A family's own metrics, logged with the evaluator's (conditional: intra-FID, accuracy; InfoGAN: code
+        accuracy). Called in the evaluation's isolated random stream."""
+        return {}
+
+    def extra_protocol(self) -> dict:
+        """How ``extra_metrics`` were computed (recorded in result.json beside the evaluator's protocol)."""
+        return {}
+
     # -- optimisation -----------------------------------------------------------------------------------------------
     def configure_optimizers(self):
+        """G's and D's optimizers: ``optim.optimizer`` (a torch.optim class, conf/optim) with lr_g / lr_d."""
         o = self.optim_cfg
-        betas = (float(o["beta1"]), float(o["beta2"]))
-        opt_g = torch.optim.Adam(self.G.parameters(), lr=float(o["lr_g"]), betas=betas)
-        opt_d = torch.optim.Adam(self.D.parameters(), lr=float(o["lr_d"]), betas=betas)
-        return opt_g, opt_d
+        if o.get("optimizer"):
+            from hydra.utils import instantiate
 
-    def critic(self, x: Tensor) -> Tensor:
-        """What the discriminator sees: D composed with the augmentation."""
-        return self.D(self.augment(x))
+            make = instantiate(o["optimizer"])
+        else:  # a config written before optim.optimizer existed: Adam with beta1, beta2
+            make = partial(torch.optim.Adam, betas=(float(o["beta1"]), float(o["beta2"])))
+        return make(self.G.parameters(), lr=float(o["lr_g"])), make(self.D.parameters(), lr=float(o["lr_d"]))
 
-    def discriminator_step(self, real: Tensor) -> dict[str, Tensor]:
+    def discriminate_pair(self, real: Tensor, real_cond: dict, fake: Tensor, fake_cond: dict) -> tuple:
+        """D's outputs on reals and fakes, in one call (compare_gan's convention; batch norm sees both)."""
+        cond = {k: torch.cat([real_cond[k], fake_cond[k]]) for k in real_cond}
+        return split_output(self.discriminate(torch.cat([real, fake]), cond), real.shape[0] // self.pack)
+
+    def discriminator_step(self, batch) -> dict[str, Tensor]:
+        real, real_cond = self.real_inputs(batch)
         with torch.no_grad():
-            fake = self.G(self.sample_z(real.shape[0]))
-        # real and fake go through D as one batch (compare_gan's convention; batch norm sees both)
-        logits = self.critic(torch.cat([real, fake]))
-        real_logits, fake_logits = logits.split(real.shape[0])
-        terms = {"loss/d": self.loss.discriminator(real_logits, fake_logits)}
+            inputs = self.sample_inputs(real.shape[0])
+            fake = self.generate(inputs)
+        fake_cond = self.fake_condition(inputs)
+        real_out, fake_out = self.discriminate_pair(real, real_cond, fake, fake_cond)
+        terms = {"loss/d": self.d_adversarial(real_out, fake_out),
+                 **self.d_terms(real_out, fake_out, real_cond, inputs)}
+        critic = self.penalty_critic(real_cond, fake_cond)
         for name, reg in self.regularizers.items():
             if self.d_step % reg.interval == 0:
-                term = reg.penalty(self.critic, real, fake)
+                term = reg.penalty(critic, self.packed(real), self.packed(fake))
                 if term is not None:
                     terms[f"reg/{name}"] = term * reg.interval
         total = sum(terms.values())
@@ -139,34 +262,84 @@ class GAN(L.LightningModule):
             opt_d.step()
             for reg in self.regularizers.values():
                 reg.after_d_step(self.D)
+            self.after_d_step(real_out, fake_out, terms)
         self.d_step += 1
-        terms["d_real"], terms["d_fake"] = real_logits.mean(), fake_logits.mean()
+        terms["d_real"], terms["d_fake"] = logit(real_out).mean(), logit(fake_out).mean()
         return terms
 
-    def generator_step(self, batch_size: int, real: Tensor) -> dict[str, Tensor]:
+    def generator_step(self, batch_size: int, real: Tensor, real_cond: dict | None = None) -> dict[str, Tensor]:
         self.D.requires_grad_(False)  # G's step needs D's input gradients only, not its weight gradients
         try:
-            fake_logits = self.critic(self.G(self.sample_z(batch_size)))
-            real_logits = self.critic(real) if getattr(self.loss, "needs_real_in_g_step", False) else None
-            loss_g = self.loss.generator(fake_logits, real_logits)
-            if self._check_finite(loss_g, {"loss/g": loss_g}):
+            inputs = self.sample_inputs(batch_size)
+            fake = self.generate(inputs)
+            fake_out = self.discriminate(fake, self.fake_condition(inputs))
+            real_out = self.discriminate(real, real_cond or {}) \
+                if getattr(self.loss, "needs_real_in_g_step", False) else None
+            terms = {"loss/g": self.g_adversarial(fake_out, real_out), **self.g_terms(fake, fake_out, inputs)}
+            total = sum(terms.values())
+            if self._check_finite(total, terms):
                 opt_g = self.optimizers()[0]
                 opt_g.zero_grad(set_to_none=True)
-                self.manual_backward(loss_g)
+                self.manual_backward(total)
                 opt_g.step()
                 if self.G_ema is not None:
                     self.G_ema.update_parameters(self.G)
         finally:
             self.D.requires_grad_(True)
         self.g_step += 1
-        return {"loss/g": loss_g}
+        return terms
+
+    def simultaneous_step(self, batch) -> dict[str, Tensor]:
+        """D and G updated together from one batch and one fake sample, both gradients taken at the same weights
+        (``optim.simultaneous=true``; ALI's Blocks training loop, which PacGAN's toy code runs:
+        fjxmlzn/PacGAN@190853e). Penalties see the fakes detached."""
+        real, real_cond = self.real_inputs(batch)
+        inputs = self.sample_inputs(real.shape[0])
+        fake = self.generate(inputs)
+        fake_cond = self.fake_condition(inputs)
+        real_out, fake_out = self.discriminate_pair(real, real_cond, fake, fake_cond)
+        d_terms = {"loss/d": self.d_adversarial(real_out, fake_out),
+                   **self.d_terms(real_out, fake_out, real_cond, inputs)}
+        critic = self.penalty_critic(real_cond, fake_cond)
+        for name, reg in self.regularizers.items():
+            if self.d_step % reg.interval == 0:
+                term = reg.penalty(critic, self.packed(real), self.packed(fake.detach()))
+                if term is not None:
+                    d_terms[f"reg/{name}"] = term * reg.interval
+        g_terms = {"loss/g": self.g_adversarial(fake_out, real_out), **self.g_terms(fake, fake_out, inputs)}
+        total_d, total_g = sum(d_terms.values()), sum(g_terms.values())
+        if self._check_finite(total_d + total_g, {**d_terms, **g_terms}):
+            d_params = [p for p in self.D.parameters() if p.requires_grad]
+            g_params = [p for p in self.G.parameters() if p.requires_grad]
+            d_grads = torch.autograd.grad(total_d, d_params, retain_graph=True, allow_unused=True)
+            g_grads = torch.autograd.grad(total_g, g_params, allow_unused=True)
+            opt_g, opt_d = self.optimizers()
+            for params, grads in ((d_params, d_grads), (g_params, g_grads)):
+                for p, g in zip(params, grads):
+                    p.grad = g
+            opt_d.step()
+            opt_g.step()
+            for reg in self.regularizers.values():
+                reg.after_d_step(self.D)
+            self.after_d_step(real_out, fake_out, d_terms)
+            if self.G_ema is not None:
+                self.G_ema.update_parameters(self.G)
+        self.d_step += 1
+        self.g_step += 1
+        return {**d_terms, **g_terms, "d_real": logit(real_out).mean(), "d_fake": logit(fake_out).mean()}
 
     def training_step(self, batch, batch_idx):
-        real = batch[0] if isinstance(batch, (list, tuple)) else batch
-        logs = self.discriminator_step(real)
+        if self.simultaneous:
+            logs = self.simultaneous_step(batch)
+            self.did_g_step = self.diverged is None
+            if self.did_g_step and self.g_step % self.log_every == 0:
+                self.log_scalars({k: float(v.detach()) for k, v in logs.items()})
+            return
+        logs = self.discriminator_step(batch)
         self.did_g_step = self.d_step % self.n_disc == 0 and self.diverged is None
         if self.did_g_step:
-            logs.update(self.generator_step(real.shape[0], real))
+            real, real_cond = self.real_inputs(batch)
+            logs.update(self.generator_step(real.shape[0], real, real_cond))
             if self.g_step % self.log_every == 0:
                 self.log_scalars({k: float(v.detach()) for k, v in logs.items()})
 
@@ -177,8 +350,9 @@ class GAN(L.LightningModule):
         for logger in self.loggers:
             logger.log_metrics(values, step=self.g_step)
         if self.trainer.progress_bar_callback is not None:
-            self.log_dict({"g_step": float(self.g_step), "loss_d": values["loss/d"], "loss_g": values["loss/g"]},
-                          prog_bar=True, logger=False)
+            shown = {"g_step": float(self.g_step)}
+            shown.update({k.replace("loss/", "loss_"): values[k] for k in ("loss/d", "loss/g") if k in values})
+            self.log_dict(shown, prog_bar=True, logger=False)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         """A batch already on the device (CPU training) skips Lightning's generic collection mover."""
@@ -197,37 +371,3 @@ class GAN(L.LightningModule):
         self.diverged = {"g_step": self.g_step, "d_step": self.d_step, "non_finite": bad}
         self.trainer.should_stop = True
         return False
-
-    # -- checkpoint state -------------------------------------------------------------------------------------------
-    # Exact resume: the data stream restarts after d_step batches (see ResumableBatchSampler) and the global random
-    # streams (latents, penalties' interpolation noise, augmentation) are saved here and restored when training
-    # restarts; sample grids and evaluation run on their own streams (callbacks.isolated_rng).
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint["ganbench"] = {"g_step": self.g_step, "d_step": self.d_step, "diverged": self.diverged,
-                                  "rng": rng, **getattr(self, "checkpoint_extra", {})}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("ganbench", {})
-        self.g_step = int(state.get("g_step", 0))
-        self.d_step = int(state.get("d_step", 0))
-        self.diverged = state.get("diverged")
-        self._rng_to_restore = state.get("rng")
-
-    def on_train_start(self) -> None:
-        rng, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
-        if self.trainer.world_size > 1:
-            # seed_everything gave every rank the same streams (and a checkpoint holds rank 0's): reseed each rank
-            # from (seed, g_step, rank) so that ranks draw different latents
-            import numpy as np
-
-            torch.manual_seed(int(np.random.SeedSequence([self.seed, self.g_step, self.global_rank])
-                                  .generate_state(1)[0]))
-            return
-        if rng is None:
-            return
-        torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])

@@ -59,8 +59,12 @@ class Discriminator(nn.Module):
         layers: list[nn.Module] = [_down(image_channels, channels[0]), nn.LeakyReLU(0.2)]
         for c_in, c_out in zip(channels[:-1], channels[1:]):
             layers += [_down(c_in, c_out), norm(c_out), nn.LeakyReLU(0.2)]
-        layers += [nn.Flatten(), nn.Linear(channels[-1] * 4 * 4, 1)]
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*layers, nn.Flatten())
+        self.feature_dim = channels[-1] * 4 * 4
+        self.head = nn.Linear(self.feature_dim, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
+        return self.head(self.net(x)).flatten()

@@ -59,8 +59,12 @@ class Discriminator(nn.Module):
             nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), norm(2 * width), nn.LeakyReLU(0.2),
             nn.Flatten(),
             nn.Linear(2 * width * m * m, 16 * width), norm(16 * width), nn.LeakyReLU(0.2),
-            nn.Linear(16 * width, 1),
         )
+        self.feature_dim = 16 * width
+        self.head = nn.Linear(self.feature_dim, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
+        return self.head(self.net(x)).flatten()

@@ -49,7 +49,12 @@ class Discriminator(nn.Module):
         blocks: list[nn.Module] = [nn.Linear(dim, hidden), nn.LeakyReLU(0.2)]
         for _ in range(layers - 1):
             blocks += [nn.Linear(hidden, hidden), norm(hidden), nn.LeakyReLU(0.2)]
-        self.net = nn.Sequential(*blocks, nn.Linear(hidden, 1))
+        self.net = nn.Sequential(*blocks)
+        self.feature_dim = hidden
+        self.head = nn.Linear(hidden, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
+        return self.head(self.net(x)).flatten()

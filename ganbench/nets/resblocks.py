@@ -120,9 +120,12 @@ class ResNetDiscriminator(nn.Module):
               for c_in, c_out, down in zip(channels[:-1], channels[1:], downsample)),
             nn.ReLU(),
         )
-        self.linear = nn.Linear(channels[-1], 1)
+        self.feature_dim = channels[-1]
+        self.head = nn.Linear(channels[-1], 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(x)
+        return h.sum(dim=(2, 3)) if self.pool == "sum" else h.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(x)
-        h = h.sum(dim=(2, 3)) if self.pool == "sum" else h.mean(dim=(2, 3))
-        return self.linear(h).flatten()
+        return self.head(self.features(x)).flatten()

@@ -52,8 +52,12 @@ class Discriminator(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=1),
                        nn.Identity() if i == 0 else norm(c_out), nn.LeakyReLU(0.1)]
             c_in = c_out
-        layers += [nn.Flatten(), nn.Linear(c_in * m * m, 1)]
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*layers, nn.Flatten())
+        self.feature_dim = c_in * m * m
+        self.head = nn.Linear(self.feature_dim, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
+        return self.head(self.net(x)).flatten()

@@ -1,0 +1,110 @@
+"""Composition: the objects a run is made of, built from the composed config (no Hydra app here).
+
+``build(cfg)`` gives (family module, datamodule, evaluator); ``make_trainer`` and ``make_loggers`` assemble the
+Lightning trainer, its callbacks and the loggers. Used by ``ganbench.train``, ``ganbench.evaluate`` and the
+benchmarks; nothing here imports them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_method, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ganbench.errors import ConfigError, GanbenchError
+
+
+def instantiate_or_explain(node, **kwargs):
+    """hydra.utils.instantiate, but a GanbenchError raised by the constructor comes out as itself (Hydra wraps
+    every constructor error in an InstantiationException with a traceback-like message)."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        while cause is not None and not isinstance(cause, GanbenchError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
+
+
+def build(cfg: DictConfig):
+    """Instantiate data, the family's networks and module, loss, regularizers, augmentation and evaluator; return
+    (module, datamodule, evaluator). The family (conf/family) decides how its networks are built and trained."""
+    dm = instantiate_or_explain(cfg.data, batch_size=cfg.optim.batch_size, seed=cfg.seed)
+    regs = {name: instantiate_or_explain(node) for name, node in (cfg.reg or {}).items()}
+    norms = [r.d_norm for r in regs.values() if r.d_norm is not None]
+    family = instantiate_or_explain(cfg.family)  # a functools.partial of the family's LightningModule class
+    options = {k: v for k, v in OmegaConf.to_container(cfg.family, resolve=True).items() if not k.startswith("_")}
+    G, D, extra = family.func.build_networks(cfg, dm, {"norm": norms[0]} if norms else {}, options)
+    for reg in regs.values():
+        reg.configure(G, D)
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    optim["lr_g"] = optim["lr_g"] if optim.get("lr_g") is not None else optim["lr"]
+    optim["lr_d"] = optim["lr_d"] if optim.get("lr_d") is not None else optim["lr"]
+    try:
+        module = family(G, D, loss=instantiate_or_explain(cfg.loss), regularizers=regs,
+                        augment=instantiate_or_explain(cfg.augment), optim=optim, ema_decay=cfg.ema.decay,
+                        num_fixed=cfg.samples.num, log_every=cfg.log_every, seed=cfg.seed, **extra)
+    except TypeError as exc:  # an option the family's class does not take
+        raise ConfigError(f"family={family.func.family_name()}: {exc}") from None
+    # metrics=none leaves no _target_ (an experiment may still have set e.g. metrics.every): no evaluation
+    metrics = cfg.get("metrics")
+    evaluator = instantiate_or_explain(metrics, datamodule=dm) if metrics and "_target_" in metrics else None
+    return module, dm, evaluator
+
+
+def make_trainer(cfg: DictConfig, module, run_dir: Path, evaluator, loggers):
+    import lightning as L
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from ganbench.callbacks import (AtomicCheckpointIO, Checkpointer, Evaluation, GracefulStop, SampleGrid, StopAfter,
+                                    Throughput)
+
+    ckpt_dir = run_dir / "checkpoints"
+    callbacks = [Throughput(), Checkpointer(ckpt_dir, cfg.checkpoint.every, cfg.checkpoint.keep_last),
+                 SampleGrid(run_dir / "samples", cfg.samples.every)]
+    if evaluator is not None:
+        callbacks.append(Evaluation(evaluator, ckpt_dir))
+    if cfg.get("stop_after"):
+        callbacks.append(StopAfter(cfg.stop_after))
+    callbacks.append(GracefulStop(ckpt_dir / "last.ckpt"))
+    if sys.stderr.isatty() or sys.stdout.isatty():
+        callbacks.append(RichProgressBar())
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer = L.Trainer(**trainer_kwargs, max_steps=cfg.optim.g_steps * (cfg.optim.n_disc + 1), max_epochs=-1,
+                        callbacks=callbacks, logger=loggers or False, enable_checkpointing=False,
+                        enable_progress_bar=any(isinstance(c, RichProgressBar) for c in callbacks),
+                        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
+                        default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()],
+                        use_distributed_sampler=False)  # the datamodule's sampler shards batches by rank itself
+    if trainer_kwargs.get("deterministic"):
+        # deterministic mode also fills every new tensor with NaN (5x slower here); ganbench reads no
+        # uninitialised memory, so results are identical without it
+        import torch.utils.deterministic
+
+        torch.utils.deterministic.fill_uninitialized_memory = False
+    return trainer, {type(c).__name__: c for c in callbacks}
+
+
+def make_loggers(cfg: DictConfig, run_dir: Path) -> list:
+    hc = HydraConfig.get()
+    choices = hc.runtime.choices
+    tags = [f"{g}={choices.get(g)}" for g in ("model", "loss", "reg", "data", "augment") if choices.get(g)]
+    reg_names = ",".join(cfg.reg.keys()) if cfg.get("reg") else "none"
+    tags.append(f"reg={reg_names}")
+    run_name = f"{cfg.name}/{run_dir.name}"
+    config = OmegaConf.to_container(cfg, resolve=True)
+    loggers = []
+    for node in (cfg.get("logger") or {}).values():
+        # called directly, not through instantiate, so the run's config is passed as data, not instantiated
+        options = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "_target_"}
+        factory = get_method(node._target_)
+        loggers.append(factory(run_dir=str(run_dir), run_name=run_name, group=cfg.name, tags=tags,
+                               run_config=config, **options))
+    return loggers

@@ -1,0 +1,40 @@
+"""Small pure pieces shared by the families: latent priors, the EMA update, and D outputs."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+PRIORS: dict[str, Callable[..., Tensor]] = {
+    "normal": lambda n, d, **kw: torch.randn(n, d, **kw),
+    "uniform": lambda n, d, **kw: torch.rand(n, d, **kw) * 2 - 1,
+}
+Output = Any  # what D returns: a (N,) logit tensor, or a dict with "logit" and a family's heads
+
+
+def ema_avg_fn(decay: float):
+    """EMA update for ``AveragedModel`` with the usual warm-up: decay_t = min(decay, (1 + t) / (10 + t))."""
+
+    def update(ema_params, params, num_averaged):
+        if not ema_params[0].is_floating_point():  # e.g. batch norm's num_batches_tracked: copied
+            torch._foreach_copy_(ema_params, params)
+            return
+        t = int(num_averaged)
+        d = min(decay, (1 + t) / (10 + t))
+        torch._foreach_lerp_(ema_params, params, 1 - d)
+
+    return update
+
+
+def logit(out: Output) -> Tensor:
+    return out["logit"] if isinstance(out, dict) else out
+
+
+def split_output(out: Output, n: int) -> tuple[Output, Output]:
+    """Split a joint D output (a tensor or a dict of tensors) into its first ``n`` rows and the rest."""
+    if isinstance(out, dict):
+        parts = {k: v.split([n, v.shape[0] - n]) for k, v in out.items()}
+        return {k: p[0] for k, p in parts.items()}, {k: p[1] for k, p in parts.items()}
+    return tuple(out.split([n, out.shape[0] - n]))

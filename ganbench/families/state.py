@@ -1,0 +1,53 @@
+"""Exact resume for every family: counters, divergence and the global random streams in the checkpoint.
+
+The data stream restarts after ``d_step`` batches (see ``ResumableBatchSampler``) and the global random streams
+(latents, codes, labels, penalties' interpolation noise, augmentation) are saved here and restored when training
+restarts; sample grids and evaluation run on their own streams (``callbacks.isolated_rng``). A family's own state
+is a registered buffer (in the state dict) or what ``family_state`` returns.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class ResumableState:
+    """Mixin of the family LightningModules (``GAN`` and its subclasses)."""
+
+    def family_state(self) -> dict:
+        return {}
+
+    def load_family_state(self, state: dict) -> None:
+        pass
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["ganbench"] = {"g_step": self.g_step, "d_step": self.d_step, "diverged": self.diverged,
+                                  "rng": rng, "family": self.family_name(), "family_state": self.family_state(),
+                                  **getattr(self, "checkpoint_extra", {})}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("ganbench", {})
+        self.g_step = int(state.get("g_step", 0))
+        self.d_step = int(state.get("d_step", 0))
+        self.diverged = state.get("diverged")
+        self.load_family_state(state.get("family_state") or {})
+        self._rng_to_restore = state.get("rng")
+
+    def on_train_start(self) -> None:
+        rng, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
+        if self.trainer.world_size > 1:
+            # seed_everything gave every rank the same streams (and a checkpoint holds rank 0's): reseed each rank
+            # from (seed, g_step, rank) so that ranks draw different latents
+            import numpy as np
+
+            torch.manual_seed(int(np.random.SeedSequence([self.seed, self.g_step, self.global_rank])
+                                  .generate_state(1)[0]))
+            return
+        if rng is None:
+            return
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
