@@ -77,6 +77,9 @@ def make_trainer(cfg: DictConfig, module, run_dir: Path, evaluator, loggers):
     if sys.stderr.isatty() or sys.stdout.isatty():
         callbacks.append(RichProgressBar())
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    # a trainer option given as a Hydra node (debug=profile's profiler) is built here
+    trainer_kwargs = {k: instantiate(v) if isinstance(v, dict) and "_target_" in v else v
+                      for k, v in trainer_kwargs.items()}
     trainer = L.Trainer(**trainer_kwargs, max_steps=cfg.optim.g_steps * (cfg.optim.n_disc + 1), max_epochs=-1,
                         callbacks=callbacks, logger=loggers or False, enable_checkpointing=False,
                         enable_progress_bar=any(isinstance(c, RichProgressBar) for c in callbacks),

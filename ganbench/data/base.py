@@ -28,8 +28,12 @@ class GANDataModule(L.LightningDataModule):
     splits: tuple[str, ...] = ("train", "test")
 
     def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, root: str | None = None,
-                 download: bool = False):
+                 download: bool = False, overfit_batches: int = 0):
         super().__init__()
+        if int(overfit_batches) < 0:
+            from ganbench.errors import ConfigError
+            raise ConfigError(f"data.overfit_batches must be an integer >= 0 (0: all the data); got {overfit_batches}")
+        self.overfit_batches = int(overfit_batches)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.num_workers = int(num_workers)
@@ -67,8 +71,10 @@ class GANDataModule(L.LightningDataModule):
         if trainer is not None:
             start = int(getattr(trainer.lightning_module, "d_step", 0))
             rank, world = trainer.global_rank, trainer.world_size
-        sampler = ResumableBatchSampler(len(ds), self.batch_size, self.seed, start=start, rank=rank,
-                                        world_size=world)
+        size = len(ds)
+        if self.overfit_batches:  # debug=overfit: the same few batches' samples over and over
+            size = min(size, self.overfit_batches * self.batch_size * world)
+        sampler = ResumableBatchSampler(size, self.batch_size, self.seed, start=start, rank=rank, world_size=world)
         return DataLoader(ds, batch_sampler=sampler, num_workers=self.num_workers,
                           generator=torch.Generator().manual_seed(self.seed),
                           persistent_workers=self.num_workers > 0)

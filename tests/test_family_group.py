@@ -1,0 +1,123 @@
+"""The `family` group and the shared loop's options: the default family, a checkpoint of another family, the
+optimizers of the `optim` group, simultaneous updates, and the `debug` group."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from torch import nn
+
+from conftest import TOY, result
+from ganbench.build import build
+from ganbench.config import CONF_DIR
+from ganbench.families.gan import GAN
+from ganbench.losses import NonSaturating
+
+
+def composed(*overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=["metrics=none", *overrides])
+
+
+def test_the_default_family_is_the_unconditional_loop_built_from_cfg_family():
+    cfg = composed("model=mlp", "data=ring8")
+    assert cfg.family._target_ == "ganbench.families.gan.GAN" and cfg.family.pack == 1
+    module, _, _ = build(cfg)
+    assert type(module) is GAN and module.pack == 1 and not module.simultaneous
+
+
+def test_a_checkpoint_of_another_family_is_refused_in_one_line(run, tmp_path):
+    args = [*TOY, "optim.g_steps=4", "stop_after=2"]
+    assert run(*args)[0] == 0
+    code, out = run(*args, "family._target_=family_stub.OtherFamily")
+    assert code == 2, out[-2000:]
+    assert "belongs to family gan" in out and "OtherFamily" in out
+    assert result(tmp_path / "run")["status"] == "failed"
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()  # nothing lost
+
+
+@pytest.mark.parametrize("option, cls, lr", [("adam", torch.optim.Adam, 2e-4), ("rmsprop", torch.optim.RMSprop, 5e-5),
+                                              ("sgd", torch.optim.SGD, 1e-2)])
+def test_optim_group_picks_the_optimizer_class_with_its_settings(option, cls, lr):
+    module, _, _ = build(composed("model=mlp", "data=ring8", f"optim={option}", "optim.lr_d=0.003"))
+    opt_g, opt_d = module.configure_optimizers()
+    assert type(opt_g) is cls and type(opt_d) is cls
+    assert opt_g.defaults["lr"] == pytest.approx(lr) and opt_d.defaults["lr"] == pytest.approx(0.003)
+    if option == "adam":
+        assert opt_g.defaults["betas"] == (0.5, 0.999)
+    if option == "rmsprop":  # WGAN's reference: torch.optim.RMSprop with its defaults, n_critic 5
+        assert opt_g.defaults["alpha"] == 0.99 and module.n_disc == 5
+
+
+def test_the_original_wgan_setting_is_one_command(run, tmp_path):
+    code, out = run(*TOY, "+gan=wgan", "optim=rmsprop", "optim.g_steps=2")
+    assert code == 0, out[-2000:]
+    cfg = result(tmp_path / "run")["config"]
+    assert cfg["optim"]["optimizer"]["_target_"] == "torch.optim.RMSprop" and cfg["optim"]["lr"] == 5e-5
+    assert cfg["loss"]["_target_"].endswith("Wasserstein") and "wclip" in cfg["reg"]
+
+
+class Scalar(nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([w]))
+
+
+class LinearG(Scalar):
+    def forward(self, z):
+        return z * self.w
+
+
+class LinearD(Scalar):
+    def forward(self, x):
+        return (x * self.w).sum(1)
+
+
+def test_simultaneous_updates_take_both_gradients_at_the_same_weights():
+    """One simultaneous step with SGD(lr=1) moves G and D by gradients taken at the weights before the step."""
+    G, D = LinearG(0.5), LinearD(-0.3)
+    optim = {"n_disc": 1, "z_dim": 1, "prior": "normal", "batch_size": 4, "simultaneous": True,
+             "lr_g": 1.0, "lr_d": 1.0}
+    module = GAN(copy.deepcopy(G), copy.deepcopy(D), NonSaturating(), {}, nn.Identity(), optim, ema_decay=0)
+    opts = (torch.optim.SGD(module.G.parameters(), lr=1.0), torch.optim.SGD(module.D.parameters(), lr=1.0))
+    module.optimizers = lambda: opts
+    real = torch.tensor([[1.0], [2.0], [-1.0], [0.5]])
+    torch.manual_seed(7)
+    module.simultaneous_step((real, torch.zeros(4)))
+    torch.manual_seed(7)
+    z = torch.randn(4, 1)
+    loss = NonSaturating()
+    fake = G(z)
+    d_out = D(torch.cat([real, fake]))
+    (gd,) = torch.autograd.grad(loss.discriminator(*d_out.split(4)), D.w)
+    (gg,) = torch.autograd.grad(loss.generator(D(fake)), G.w)
+    assert torch.allclose(module.D.w, D.w - gd) and torch.allclose(module.G.w, G.w - gg)
+    assert module.g_step == module.d_step == 1
+
+
+def test_simultaneous_needs_one_d_step_per_g_step(run):
+    code, out = run(*TOY, "optim.simultaneous=true", "optim.n_disc=2", "optim.g_steps=2")
+    assert code == 2 and "optim.simultaneous=true" in out and "n_disc=1" in out
+
+
+def test_debug_fast_and_profile(run, tmp_path):
+    code, out = run("model=mlp", "data=ring8", "debug=fast")
+    assert code == 0, out[-2000:]
+    r = result(tmp_path / "run")
+    assert r["g_steps"] == 5 and "metrics" not in r and r["config"]["name"] == "debug"
+    code, out = run("model=mlp", "data=ring8", "debug=profile", "optim.g_steps=3", run_dir=tmp_path / "prof")
+    assert code == 0, out[-2000:]
+    assert "run_training_batch" in (tmp_path / "prof" / "fit-profile.txt").read_text()
+
+
+def test_debug_overfit_draws_from_the_first_batches_only():
+    cfg = composed("model=mlp", "data=ring8", "debug=overfit", "optim.batch_size=16")
+    assert cfg.data.overfit_batches == 2
+    _, dm, _ = build(cfg)
+    dm.setup()
+    sampler = dm.train_dataloader().batch_sampler
+    seen = {i for _, batch in zip(range(20), sampler) for i in batch}
+    assert seen == set(range(32))
