@@ -9,6 +9,7 @@ a Hydra traceback (or nine failed jobs). ``validate(cfg)`` is the value check, a
 from __future__ import annotations
 
 import errno
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,39 @@ RULES = (
 )
 
 
+def _non_finite(node: Any, prefix: str = "") -> str | None:
+    """The first key whose value is an infinite or NaN number (no numeric option of ganbench takes one)."""
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = ((str(i), v) for i, v in enumerate(node))
+    else:
+        return prefix if isinstance(node, float) and not math.isfinite(node) else None
+    for k, v in items:
+        bad = _non_finite(v, f"{prefix}.{k}" if prefix else str(k))
+        if bad:
+            return bad
+    return None
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """trainer=gpu on a machine without a GPU: one line instead of Lightning's traceback."""
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="cpu"))
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.accelerator={accelerator}: no GPU found here (torch.cuda.is_available() is "
+                              f"false); use trainer=cpu, or install a CUDA build of torch on a GPU machine")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError (one line) for the first value outside its allowed range."""
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    bad = _non_finite({k: v for k, v in plain.items() if k != "hydra"})
+    if bad:
+        raise ConfigError(f"{bad} must be a finite number; got {OmegaConf.select(cfg, bad)}")
+    check_accelerator(cfg)
     for rule in RULES:
         parent = OmegaConf.select(cfg, rule.key.rpartition(".")[0]) if "." in rule.key else cfg
         if not isinstance(parent, DictConfig):  # a config without this section (e.g. conf/evaluate.yaml)
@@ -92,6 +124,12 @@ def validate(cfg: DictConfig) -> None:
             good = False
         if not good:
             raise ConfigError(f"{rule.key} must be {rule.allowed}; got {raw!r}")
+    for net in ("generator", "discriminator"):  # the sizes every architecture takes
+        for size in ("width", "hidden", "layers"):
+            key = f"model.{net}.{size}"
+            value = OmegaConf.select(cfg, key, default=None)
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ConfigError(f"{key} must be an integer >= 1; got {value!r}")
     strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="auto"))
     if any(word in strategy for word in ("spawn", "fork", "notebook")):
         raise ConfigError(f"trainer.strategy={strategy} is not supported: its ranks run in child processes that "

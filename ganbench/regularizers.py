@@ -18,6 +18,7 @@ To add one: write one subclass here (or anywhere importable) and one YAML in con
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from typing import Callable
 
@@ -32,8 +33,8 @@ Critic = Callable[[Tensor], Tensor]
 
 def _check_weight(name: str, value: float) -> float:
     value = float(value)
-    if not value >= 0:
-        raise ConfigError(f"reg.{name}: the weight must be a number >= 0; got {value}")
+    if not (value >= 0 and math.isfinite(value)):
+        raise ConfigError(f"reg.{name} must be a finite number >= 0; got {value}")
     return value
 
 
@@ -52,8 +53,15 @@ def input_gradients(critic: Critic, x: Tensor) -> Tensor:
 
 
 def per_sample_norm(grad: Tensor, eps: float = 0.0) -> Tensor:
-    """||g||_2 over all non-batch axes; ``eps`` is added under the square root (compare_gan uses 1e-4)."""
-    return (grad.flatten(1).square().sum(1) + eps).sqrt()
+    """||g||_2 over all non-batch axes; ``eps`` is added under the square root (compare_gan uses 1e-4).
+
+    With ``eps = 0`` a sample whose gradient is exactly zero has norm 0 and a zero gradient through the norm
+    (the plain sqrt would backpropagate 0 * inf = NaN into D's weights)."""
+    squared = grad.flatten(1).square().sum(1) + eps
+    if eps > 0:
+        return squared.sqrt()
+    positive = squared > 0
+    return torch.where(positive, squared, torch.ones_like(squared)).sqrt() * positive
 
 
 def _uniform_like_batch(x: Tensor) -> Tensor:
@@ -93,15 +101,21 @@ class NoRegularizer(Regularizer):
 
 class GradientPenalty(Regularizer):
     """WGAN-GP (Gulrajani et al. 2017): lambda * E[(||grad D(x_hat)||_2 - 1)^2],
-    x_hat = eps * x + (1 - eps) * G(z), eps ~ U[0, 1] per sample."""
+    x_hat = a * x + (1 - a) * G(z), a ~ U[0, 1] per sample.
 
-    def __init__(self, weight: float = 10.0):
+    The norm is sqrt(||g||^2 + eps): ``eps = 1e-4`` (default) as compare_gan's ``wgangp_penalty``
+    (google/compare_gan master@19922d3 ``compare_gan/gans/penalty_lib.py``, the code of Kurach et al. 2019 and
+    Lucic et al. 2018); ``eps = 0`` is Gulrajani et al.'s exact form, with a zero gradient where ||g|| = 0.
+    """
+
+    def __init__(self, weight: float = 10.0, eps: float = 1e-4):
         self.weight = _check_weight("gp.weight", weight)
+        self.eps = _check_weight("gp.eps", eps)
 
     def penalty(self, critic, real, fake):
-        eps = _uniform_like_batch(real)
-        x_hat = eps * real.detach() + (1 - eps) * fake.detach()
-        return self.weight * (per_sample_norm(input_gradients(critic, x_hat)) - 1).square().mean()
+        a = _uniform_like_batch(real)
+        x_hat = a * real.detach() + (1 - a) * fake.detach()
+        return self.weight * (per_sample_norm(input_gradients(critic, x_hat), self.eps) - 1).square().mean()
 
 
 class DRAGAN(Regularizer):
@@ -231,6 +245,8 @@ class SpectralNorm(Regularizer):
     def __init__(self, generator: bool = False, power_iterations: int = 1):
         self.generator = bool(generator)
         self.power_iterations = int(power_iterations)
+        if self.power_iterations < 1 or self.power_iterations != power_iterations:
+            raise ConfigError(f"reg.sn.power_iterations must be an integer >= 1; got {power_iterations}")
 
     def configure(self, generator, discriminator):
         nets = [discriminator, generator] if self.generator else [discriminator]

@@ -34,11 +34,17 @@ PREFLIGHT = [
     (["-m", "trainer=ddp", "loss=ns,wgan"], ["trainer=ddp in a sweep", "hydra/launcher=slurm", "tasks_per_node=2"]),
     (["-m", "trainer=ddp", "loss=ns,wgan", "hydra/launcher=local_parallel"], ["tasks_per_node=1"]),
     (["trainer=ddp", "trainer.strategy=ddp_spawn"], ["trainer.strategy=ddp_spawn is not supported", "trainer=ddp"]),
+    (["family=nope"], ["family=nope", "gan"]),
+    (["reg=gp", "reg.gp.weight=inf"], ["reg.gp.weight", "finite", "inf"]),
+    (["trainer=gpu"], ["no GPU found", "trainer=cpu"]),
 ]
 
 # errors found once the job builds its parts (torch imported): still one line and exit 2
 IN_JOB = [
     (["reg=gp", "reg.gp.weight=-1"], ["reg.gp.weight", ">= 0"]),
+    (["optim.lr=nan"], ["optim.lr", "finite", "nan"]),
+    (["reg=sn", "reg.sn.power_iterations=0"], ["reg.sn.power_iterations", ">= 1"]),
+    (["model.generator.width=0"], ["model.generator.width", ">= 1"]),
     (["model=dcgan", "data=ring8"], ["model=dcgan", "square images"]),
     (["model=resnet19", "data=digits"], ["model=resnet19", "16x16"]),
     (["model=mlp", "data=digits"], ["model=mlp"]),

@@ -26,13 +26,28 @@ def images(n=16, shape=(1, 4, 4), seed=0):
     return torch.rand(n, *shape, generator=g) * 2 - 1
 
 
-@pytest.mark.parametrize("norm,expected", [(1.0, 0.0), (2.0, 1.0), (0.5, 0.25)])
-def test_gp_is_lambda_times_squared_norm_gap(norm, expected):
-    w = torch.randn(16)
+@pytest.mark.parametrize("eps", [0.0, 1e-4])
+@pytest.mark.parametrize("norm", [1.0, 2.0, 0.5])
+def test_gp_is_lambda_times_squared_norm_gap(norm, eps):
+    """lambda * (sqrt(||g||^2 + eps) - 1)^2: eps = 1e-4 is compare_gan's wgangp_penalty, eps = 0 Gulrajani's."""
+    w = torch.randn(16, dtype=torch.float64)
     w = w / w.norm() * norm
-    gp = R.GradientPenalty(weight=10.0)
-    value = gp.penalty(linear_critic(w), images(), images(seed=1))
-    assert value.item() == pytest.approx(10.0 * expected, abs=1e-5)
+    gp = R.GradientPenalty(weight=10.0, eps=eps)
+    value = gp.penalty(linear_critic(w), images().double(), images(seed=1).double())
+    assert value.item() == pytest.approx(10.0 * (math.sqrt(norm ** 2 + eps) - 1) ** 2, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-4])
+def test_a_critic_with_zero_input_gradient_leaves_finite_weights_after_a_gp_step(eps):
+    """D(x) = relu(<w, x> - 100): on data in [-1, 1] every input gradient is exactly 0, where a plain sqrt would
+    send NaN into w."""
+    w = nn.Parameter(torch.randn(16))
+    critic = lambda x: torch.relu(x.flatten(1) @ w - 100.0)  # noqa: E731
+    opt = torch.optim.SGD([w], lr=0.1)
+    R.GradientPenalty(eps=eps).penalty(critic, images(), images(seed=1)).backward()
+    assert torch.isfinite(w.grad).all()
+    opt.step()
+    assert torch.isfinite(w).all()
 
 
 def test_gp_is_taken_at_interpolates_between_real_and_fake():
@@ -191,3 +206,35 @@ def test_gradient_penalties_are_exact_float32_under_mixed_precision(name, dtype)
         x = real.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(D(x).sum(), x)
     assert g.dtype == torch.float32 and not torch.allclose(g, R.input_gradients(D, real), rtol=1e-4)
+
+
+def test_ema_of_a_spectrally_normalised_g_copies_u_and_v():
+    """reg.sn.generator=true: the EMA generator's power-iteration vectors are G's own (unit vectors, copied as
+    StyleGAN2-ADA copies buffers), so its samples equal G_ema's averaged weights normalised with G's u/v."""
+    from ganbench.families.gan import GAN
+    from ganbench.losses import NonSaturating
+
+    G, D = mlp.Generator(4, (2,), hidden=8, layers=2), mlp.Discriminator((2,), hidden=8, layers=2)
+    R.SpectralNorm(generator=True).configure(G, D)
+    optim = {"n_disc": 1, "z_dim": 4, "prior": "normal", "batch_size": 8, "lr_g": 0.1, "lr_d": 0.1}
+    module = GAN(G, D, NonSaturating(), {}, nn.Identity(), optim, ema_decay=0.9)
+    opt = torch.optim.SGD(module.G.parameters(), lr=0.5)
+    for _ in range(5):  # move G's weights (and its u/v, updated in every training-mode forward)
+        opt.zero_grad()
+        module.G(torch.randn(8, 4)).square().mean().backward()
+        opt.step()
+        module.update_ema()
+    ema = module.G_ema.module
+    for (name, b_ema), (_, b) in zip(ema.named_buffers(), module.G.named_buffers()):
+        assert torch.equal(b_ema, b), name
+        if name.endswith("_u") or name.endswith("_v"):
+            assert b_ema.norm().item() == pytest.approx(1.0, abs=1e-5)
+    assert any(not torch.equal(p, q) for p, q in zip(ema.parameters(), module.G.parameters()))  # averaged
+    z = torch.randn(6, 4)
+    with torch.no_grad():
+        manual = ema.eval()(z)
+        copy = mlp.Generator(4, (2,), hidden=8, layers=2)
+        R.SpectralNorm(generator=True).configure(copy, mlp.Discriminator((2,), hidden=8, layers=2))
+        copy.load_state_dict(ema.state_dict())
+        assert torch.equal(copy.eval()(z), manual)
+    assert torch.equal(module.sample(z=z), manual)

@@ -78,7 +78,7 @@ class GAN(ResumableState, L.LightningModule):
             raise ConfigError(f"optim.simultaneous=true updates D and G together from one batch, so it needs "
                               f"optim.n_disc=1; got optim.n_disc={self.n_disc}")
         self.ema_decay = float(ema_decay)
-        self.G_ema = AveragedModel(generator, multi_avg_fn=ema_avg_fn(self.ema_decay), use_buffers=True) \
+        self.G_ema = AveragedModel(generator, multi_avg_fn=ema_avg_fn(self.ema_decay), use_buffers=False) \
             if self.ema_decay > 0 else None
         self.log_every = max(1, int(log_every))
         self.seed = int(seed)
@@ -189,6 +189,17 @@ class GAN(ResumableState, L.LightningModule):
     def after_d_step(self, real_out: Output, fake_out: Output, terms: dict) -> None:
         """State updated after each D step from that step's values (BEGAN's k)."""
 
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """The EMA generator follows G: parameters averaged, buffers (batch norm statistics, spectral norm's u and v)
+        copied, as StyleGAN2-ADA does (NVlabs/stylegan2-ada-pytorch@d72cc7d ``training/training_loop.py``): an
+        averaged u/v would no longer be unit vectors and would underestimate sigma."""
+        if self.G_ema is None:
+            return
+        self.G_ema.update_parameters(self.G)
+        for b_ema, b in zip(self.G_ema.module.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
     # -- sampling ---------------------------------------------------------------------------------------------------
     @property
     def sampler(self) -> nn.Module:
@@ -282,8 +293,7 @@ class GAN(ResumableState, L.LightningModule):
                 opt_g.zero_grad(set_to_none=True)
                 self.manual_backward(total)
                 opt_g.step()
-                if self.G_ema is not None:
-                    self.G_ema.update_parameters(self.G)
+                self.update_ema()
         finally:
             self.D.requires_grad_(True)
         self.g_step += 1
@@ -322,8 +332,7 @@ class GAN(ResumableState, L.LightningModule):
             for reg in self.regularizers.values():
                 reg.after_d_step(self.D)
             self.after_d_step(real_out, fake_out, d_terms)
-            if self.G_ema is not None:
-                self.G_ema.update_parameters(self.G)
+            self.update_ema()
         self.d_step += 1
         self.g_step += 1
         return {**d_terms, **g_terms, "d_real": logit(real_out).mean(), "d_fake": logit(fake_out).mean()}
