@@ -12,9 +12,10 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_method, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ganbench.errors import ConfigError, GanbenchError
+from ganbench.nets.init import apply_init
 
 
 def instantiate_or_explain(node, **kwargs):
@@ -33,6 +34,20 @@ def instantiate_or_explain(node, **kwargs):
         raise
 
 
+def network_inits(cfg: DictConfig) -> tuple[dict[str, str], DictConfig]:
+    """(``model.<net>.init`` of G and D, the config without those keys): the nets' constructors never see ``init``;
+    build() applies it to whatever networks the family built (ganbench.nets.init)."""
+    inits = {net: str(OmegaConf.select(cfg, f"model.{net}.init", default="pytorch")) for net in
+             ("generator", "discriminator")}
+    stripped = cfg.copy()
+    for net in ("generator", "discriminator"):
+        node = OmegaConf.select(stripped, f"model.{net}")
+        if node is not None and "init" in node:
+            with open_dict(node):
+                del node["init"]
+    return inits, stripped
+
+
 def build(cfg: DictConfig):
     """Instantiate data, the family's networks and module, loss, regularizers, augmentation and evaluator; return
     (module, datamodule, evaluator). The family (conf/family) decides how its networks are built and trained."""
@@ -41,7 +56,10 @@ def build(cfg: DictConfig):
     norms = [r.d_norm for r in regs.values() if r.d_norm is not None]
     family = instantiate_or_explain(cfg.family)  # a functools.partial of the family's LightningModule class
     options = {k: v for k, v in OmegaConf.to_container(cfg.family, resolve=True).items() if not k.startswith("_")}
-    G, D, extra = family.func.build_networks(cfg, dm, {"norm": norms[0]} if norms else {}, options)
+    inits, net_cfg = network_inits(cfg)
+    G, D, extra = family.func.build_networks(net_cfg, dm, {"norm": norms[0]} if norms else {}, options)
+    apply_init(G, inits["generator"], "model.generator")
+    apply_init(D, inits["discriminator"], "model.discriminator")
     for reg in regs.values():
         reg.configure(G, D)
     optim = OmegaConf.to_container(cfg.optim, resolve=True)

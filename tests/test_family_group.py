@@ -121,3 +121,41 @@ def test_debug_overfit_draws_from_the_first_batches_only():
     sampler = dm.train_dataloader().batch_sampler
     seen = {i for _, batch in zip(range(20), sampler) for i in batch}
     assert seen == set(range(32))
+
+
+class BNCritic(nn.Module):
+    """D(x) = sum(BN(x)): its batch norm's running mean shows which samples each call normalised."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(1, momentum=1.0)  # running mean = the last call's batch mean
+        self.calls: list[int] = []
+
+    def forward(self, x):
+        self.calls.append(len(x))
+        return self.bn(x).sum(1)
+
+
+@pytest.mark.parametrize("d_calls, d_step_calls, g_step_calls, g_step_mean", [
+    ("joint", [8], [8], 5.0),           # the G step's call holds reals (10) and fakes (0): mean 5
+    ("separate", [4, 4], [4], 0.0),     # fakes alone: mean 0
+    ("joint_in_d_step", [8], [4], 0.0),
+])
+def test_d_calls_decide_what_batch_norm_in_d_sees(d_calls, d_step_calls, g_step_calls, g_step_mean):
+    G, D = LinearG(0.0), BNCritic()  # G(z) = 0: every fake is 0, every real 10
+    optim = {"n_disc": 1, "z_dim": 1, "prior": "normal", "batch_size": 4, "lr_g": 0.1, "lr_d": 0.1}
+    module = GAN(G, D, NonSaturating(), {}, nn.Identity(), optim, ema_decay=0, d_calls=d_calls)
+    module.optimizers = lambda: (torch.optim.SGD(G.parameters(), lr=0.0), torch.optim.SGD(D.parameters(), lr=0.0))
+    module.manual_backward = lambda loss: loss.backward()  # no trainer attached
+    real = torch.full((4, 1), 10.0)
+    module.discriminator_step((real, torch.zeros(4)))
+    assert D.calls == d_step_calls
+    D.calls.clear()
+    module.generator_step(4, real)
+    assert D.calls == g_step_calls
+    assert D.bn.running_mean.item() == pytest.approx(g_step_mean)
+
+
+def test_bad_d_calls_is_one_line(run):
+    code, out = run(*TOY, "family.d_calls=sometimes", "optim.g_steps=1")
+    assert code == 2 and "family.d_calls" in out and "separate" in out

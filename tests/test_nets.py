@@ -170,7 +170,9 @@ def test_paper_layouts_at_default_width():
     assert out_channels(infogan.Generator(62, (1, 28, 28))) == [1024, 128 * 7 * 7, 64, 1]
     assert out_channels(infogan.Discriminator((1, 28, 28))) == [64, 128, 1024, 1]
     assert out_channels(sndcgan.Generator(128, (3, 32, 32))) == [512 * 16, 256, 128, 64, 3]
-    assert out_channels(sndcgan.Discriminator((3, 32, 32))) == [64, 64, 128, 128, 256, 256, 512, 1]
+    assert out_channels(sndcgan.Discriminator((3, 32, 32))) == [64, 128, 128, 256, 256, 512, 512, 1]
+    assert out_channels(sndcgan.Discriminator((3, 32, 32), layout="miyato_table3")) == [64, 64, 128, 128, 256, 256,
+                                                                                      512, 1]
     g, d = resnet_cifar.Generator(128, (3, 32, 32)), resnet_cifar.Discriminator((3, 32, 32))
     assert out_channels(g.seed) == [256 * 16] and block_channels(g) == [256] * 3
     assert block_channels(d) == [128] * 4
@@ -189,6 +191,7 @@ def test_model_config_instantiates(path):
     cfg = OmegaConf.load(path)
     assert cfg.name == path.stem
     shape = HOME_SHAPE.get(cfg.name, (3, 32, 32))
+    cfg.generator.pop("init", None), cfg.discriminator.pop("init", None)  # build() applies it, not the nets
     g = instantiate(cfg.generator, z_dim=128, data_shape=shape)
     d = instantiate(cfg.discriminator, data_shape=shape, norm=layer_norm)
     assert type(g).__module__ == type(d).__module__ == f"ganbench.nets.{cfg.name}"
@@ -198,3 +201,78 @@ def test_model_config_instantiates(path):
 
 def test_every_architecture_has_a_config():
     assert {p.stem for p in CONF_DIR.glob("*.yaml")} >= set(SUPPORTED)
+
+
+@pytest.mark.parametrize("scheme", ["normal_0.02", "truncated_normal_0.02"])
+def test_init_normal_002_gives_kernels_of_std_002_and_zero_biases(scheme):
+    """model.*.init=normal_0.02 (compare_gan's random_normal_initializer(stddev=0.02)): every kernel's sample std
+    within 5% of 0.02 (the truncated variant: the std of N(0, 0.02) cut at +-2 std, 0.88 * 0.02), biases zero."""
+    from ganbench.nets import sndcgan
+    from ganbench.nets.init import apply_init
+
+    torch.manual_seed(0)
+    d = apply_init(sndcgan.Discriminator((3, 32, 32)), scheme)
+    target = 0.02 if scheme == "normal_0.02" else 0.02 * 0.8796
+    layers = [m for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == 8
+    for m in layers:
+        if m.weight.numel() >= 1000:  # a sample std is only meaningful over many weights
+            assert abs(m.weight.std().item() - target) < 0.05 * target, (m, m.weight.std().item())
+        assert torch.count_nonzero(m.bias) == 0
+        if scheme != "normal_0.02":
+            assert m.weight.abs().max().item() <= 0.04
+
+
+def test_init_is_applied_by_build_and_recorded_in_the_config():
+    from hydra import compose, initialize_config_dir
+
+    from ganbench.build import build
+    from ganbench.config import CONF_DIR as ROOT_CONF
+
+    with initialize_config_dir(config_dir=str(ROOT_CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["model=dcgan", "model.generator.init=normal_0.02", "metrics=none",
+                                          "model.discriminator.init=orthogonal"])
+    module, _, _ = build(cfg)
+    g_conv = next(m for m in module.G.modules() if isinstance(m, nn.ConvTranspose2d))
+    d_lin = module.D.head
+    assert abs(g_conv.weight.std().item() - 0.02) < 0.002 and torch.count_nonzero(g_conv.bias) == 0
+    w = d_lin.weight  # (1, F): orthogonal rows have unit norm
+    assert w.norm().item() == pytest.approx(1.0, abs=1e-5)
+    assert cfg.model.generator.init == "normal_0.02"  # the composed (recorded) config keeps it
+
+
+def test_sndcgan_matches_compare_gans_parameter_table():
+    """Every layer of compare_gan's SNDCGAN at 32x32x3, z 128 (google/compare_gan v2@766edb2
+    compare_gan/src/gans/dcgan_architecture.py sn_generator / sn_discriminator), written out from that file."""
+    from ganbench.nets import sndcgan
+
+    # (kind, in, out, kernel) per layer, then batch norm sizes; TF's batch_norm(scale=True) has gamma and beta
+    d_ref = [("conv", 3, 64, 3), ("conv", 64, 128, 4), ("conv", 128, 128, 3), ("conv", 128, 256, 4),
+             ("conv", 256, 256, 3), ("conv", 256, 512, 4), ("conv", 512, 512, 3), ("linear", 512 * 4 * 4, 1, 1)]
+    g_ref = [("linear", 128, 4 * 4 * 512, 1), ("bn", 4 * 4 * 512), ("deconv", 512, 256, 4), ("bn", 256),
+             ("deconv", 256, 128, 4), ("bn", 128), ("deconv", 128, 64, 4), ("bn", 64),
+             ("conv", 64, 3, 3)]  # compare_gan's last layer: a 3x3 stride-1 deconv2d, the same weights as a conv
+
+    def count(layer):
+        if layer[0] == "bn":
+            return 2 * layer[1]
+        _, c_in, c_out, k = layer
+        return c_in * c_out * k * k + c_out
+
+    def shapes(net):
+        out = []
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                kind = "deconv" if isinstance(m, nn.ConvTranspose2d) else "conv"
+                out.append((kind, m.in_channels, m.out_channels, m.kernel_size[0]))
+            elif isinstance(m, nn.Linear):
+                out.append(("linear", m.in_features, m.out_features, 1))
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                out.append(("bn", m.num_features))
+        return out
+
+    g, d = sndcgan.Generator(128, (3, 32, 32)), sndcgan.Discriminator((3, 32, 32))
+    assert shapes(d) == d_ref and shapes(g) == g_ref
+    assert sum(p.numel() for p in d.parameters()) == sum(map(count, d_ref)) == 5_860_865
+    assert sum(p.numel() for p in g.parameters()) == sum(map(count, g_ref)) == 3_828_739
+    assert all(m.eps == 2e-5 for m in g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))

@@ -47,6 +47,12 @@ def test_kurach_presets_expand_to_table_1s_grid(preset):
         job = compose("train", overrides=[f"experiment=kurach2019/{preset}", "optim=adam_0.5_0.9_n5"])
     budget = 200_000 if "cifar" in preset else 100_000
     assert job.optim.g_steps * job.optim.n_disc == budget and job.optim.n_disc == 5
+    # the study's code (compare_gan v2): z ~ U[-1, 1], D called on reals and fakes separately, its weight init
+    assert job.optim.prior == "uniform" and job.family.d_calls == "separate"
+    init = "normal_0.02" if preset.startswith("sndcgan") else "compare_gan"
+    assert job.model.generator.init == job.model.discriminator.init == init
+    if preset.startswith("sndcgan"):
+        assert job.model.discriminator.layout == "compare_gan"
 
 
 @pytest.mark.parametrize("preset", [p for p in KURACH if p.startswith("bo_") and "mini" not in p])

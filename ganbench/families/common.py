@@ -13,6 +13,16 @@ PRIORS: dict[str, Callable[..., Tensor]] = {
 }
 Output = Any  # what D returns: a (N,) logit tensor, or a dict with "logit" and a family's heads
 
+#: how D sees a batch (``family.d_calls``): (real and fake in one call in the D step, and in the G step). One call
+#: means batch norm in D normalises reals and fakes together.
+#: - ``separate``: one call for reals, one for fakes, in both steps: compare_gan v1 (``GAN.py``) and v2
+#:   (``gans_with_penalty.py``), the code of Lucic et al. 2018 and Kurach et al. 2019 (google/compare_gan
+#:   v1@d6c5976, v2@766edb2);
+#: - ``joint``: cat(real, fake) in both steps (G's step too): compare_gan master's ``ModularGAN.create_loss``
+#:   (master@19922d3; ``deprecated_split_disc_calls=False``);
+#: - ``joint_in_d_step``: one call in the D step, fakes alone in the G step (ganbench's loop before this option).
+D_CALLS = {"separate": (False, False), "joint": (True, True), "joint_in_d_step": (True, False)}
+
 
 def ema_avg_fn(decay: float):
     """EMA update for ``AveragedModel`` with the usual warm-up: decay_t = min(decay, (1 + t) / (10 + t))."""

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from ganbench.errors import ConfigError
-from ganbench.families.common import PRIORS, Output, ema_avg_fn, logit, split_output
+from ganbench.families.common import D_CALLS, PRIORS, Output, ema_avg_fn, logit, split_output
 from ganbench.families.state import ResumableState
 from ganbench.losses import AdversarialLoss
 from ganbench.regularizers import Regularizer
@@ -60,7 +60,7 @@ class GAN(ResumableState, L.LightningModule):
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss,
                  regularizers: Mapping[str, Regularizer], augment: nn.Module, optim: Mapping,
                  ema_decay: float = 0.999, num_fixed: int = 64, log_every: int = 10, seed: int = 0,
-                 pack: int = 1):
+                 pack: int = 1, d_calls: str = "joint_in_d_step"):
         super().__init__()
         self.automatic_optimization = False
         self.G, self.D, self.augment = generator, discriminator, augment
@@ -73,6 +73,10 @@ class GAN(ResumableState, L.LightningModule):
             raise ConfigError(f"optim.prior must be one of {', '.join(PRIORS)}; got {self.optim_cfg['prior']!r}")
         self._prior = PRIORS[self.optim_cfg["prior"]]
         self.pack = self.check_pack(pack, int(self.optim_cfg.get("batch_size", pack)))
+        if d_calls not in D_CALLS:
+            raise ConfigError(f"family.d_calls must be one of {', '.join(D_CALLS)}; got {d_calls!r}")
+        self.d_calls = d_calls
+        self.joint_d_step, self.joint_g_step = D_CALLS[d_calls]
         self.simultaneous = bool(self.optim_cfg.get("simultaneous", False))
         if self.simultaneous and self.n_disc != 1:
             raise ConfigError(f"optim.simultaneous=true updates D and G together from one batch, so it needs "
@@ -245,8 +249,11 @@ class GAN(ResumableState, L.LightningModule):
             make = partial(torch.optim.Adam, betas=(float(o["beta1"]), float(o["beta2"])))
         return make(self.G.parameters(), lr=float(o["lr_g"])), make(self.D.parameters(), lr=float(o["lr_d"]))
 
-    def discriminate_pair(self, real: Tensor, real_cond: dict, fake: Tensor, fake_cond: dict) -> tuple:
-        """D's outputs on reals and fakes, in one call (compare_gan's convention; batch norm sees both)."""
+    def discriminate_pair(self, real: Tensor, real_cond: dict, fake: Tensor, fake_cond: dict,
+                          joint: bool = True) -> tuple:
+        """D's outputs on reals and fakes: in one call (batch norm sees both) or in two (``joint=False``)."""
+        if not joint:
+            return self.discriminate(real, real_cond), self.discriminate(fake, fake_cond)
         cond = {k: torch.cat([real_cond[k], fake_cond[k]]) for k in real_cond}
         return split_output(self.discriminate(torch.cat([real, fake]), cond), real.shape[0] // self.pack)
 
@@ -256,7 +263,7 @@ class GAN(ResumableState, L.LightningModule):
             inputs = self.sample_inputs(real.shape[0])
             fake = self.generate(inputs)
         fake_cond = self.fake_condition(inputs)
-        real_out, fake_out = self.discriminate_pair(real, real_cond, fake, fake_cond)
+        real_out, fake_out = self.discriminate_pair(real, real_cond, fake, fake_cond, self.joint_d_step)
         terms = {"loss/d": self.d_adversarial(real_out, fake_out),
                  **self.d_terms(real_out, fake_out, real_cond, inputs)}
         critic = self.penalty_critic(real_cond, fake_cond)
@@ -283,9 +290,12 @@ class GAN(ResumableState, L.LightningModule):
         try:
             inputs = self.sample_inputs(batch_size)
             fake = self.generate(inputs)
-            fake_out = self.discriminate(fake, self.fake_condition(inputs))
-            real_out = self.discriminate(real, real_cond or {}) \
-                if getattr(self.loss, "needs_real_in_g_step", False) else None
+            if self.joint_g_step:
+                real_out, fake_out = self.discriminate_pair(real, real_cond or {}, fake, self.fake_condition(inputs))
+            else:
+                fake_out = self.discriminate(fake, self.fake_condition(inputs))
+                real_out = self.discriminate(real, real_cond or {}) \
+                    if getattr(self.loss, "needs_real_in_g_step", False) else None
             terms = {"loss/g": self.g_adversarial(fake_out, real_out), **self.g_terms(fake, fake_out, inputs)}
             total = sum(terms.values())
             if self._check_finite(total, terms):
@@ -307,7 +317,7 @@ class GAN(ResumableState, L.LightningModule):
         inputs = self.sample_inputs(real.shape[0])
         fake = self.generate(inputs)
         fake_cond = self.fake_condition(inputs)
-        real_out, fake_out = self.discriminate_pair(real, real_cond, fake, fake_cond)
+        real_out, fake_out = self.discriminate_pair(real, real_cond, fake, fake_cond, self.joint_d_step)
         d_terms = {"loss/d": self.d_adversarial(real_out, fake_out),
                    **self.d_terms(real_out, fake_out, real_cond, inputs)}
         critic = self.penalty_critic(real_cond, fake_cond)
