@@ -142,6 +142,23 @@ def test_infogan_batch_norm_switch():
         infogan.Discriminator((1, 28, 28), width=8, batch_norm=True, norm=layer_norm)
 
 
+def test_infogan_nets_use_compare_gan_v1s_batch_norm_and_leaky_relu_in_g():
+    """compare_gan v1@d6c5976 abstract_gan.py: G's activations are lrelu(0.2); every batch norm (G's, and D's when
+    batch_norm=True) is tf.contrib batch_norm(decay=0.999, epsilon=0.001) = torch momentum 0.001, eps 1e-3."""
+    from ganbench.nets import infogan
+
+    nets = [infogan.Generator(62, (1, 28, 28), width=8), infogan.Discriminator((1, 28, 28), width=8, batch_norm=True)]
+    bns = [m for net in nets for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert len(bns) == 5 and all(m.eps == 1e-3 and m.momentum == 0.001 for m in bns)
+    g_acts = [type(m) for m in nets[0].modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
+    assert g_acts == [nn.LeakyReLU] * 3 and all(m.negative_slope == 0.2 for m in nets[0].modules()
+                                                  if isinstance(m, nn.LeakyReLU))
+    relu = infogan.Generator(62, (1, 28, 28), width=8, activation="relu")
+    assert sum(isinstance(m, nn.ReLU) for m in relu.modules()) == 3
+    with pytest.raises(ConfigError, match="activation must be one of lrelu, relu"):
+        infogan.Generator(62, (1, 28, 28), activation="elu")
+
+
 @pytest.mark.parametrize("case", BAD_CASES, ids=case_id)
 def test_unsupported_shape_raises_config_error(case):
     arch, shape = case
