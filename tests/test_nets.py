@@ -293,3 +293,69 @@ def test_sndcgan_matches_compare_gans_parameter_table():
     assert sum(p.numel() for p in d.parameters()) == sum(map(count, d_ref)) == 5_860_865
     assert sum(p.numel() for p in g.parameters()) == sum(map(count, g_ref)) == 3_828_739
     assert all(m.eps == 2e-5 for m in g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+
+
+def _layer_table(net: nn.Module) -> list[tuple]:
+    """(kind, in, out, kernel) of every conv/linear and (bn, features) of every batch norm."""
+    rows = []
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            rows.append(("conv", m.in_channels, m.out_channels, m.kernel_size[0]))
+        elif isinstance(m, nn.Linear):
+            rows.append(("linear", m.in_features, m.out_features, 1))
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            rows.append(("bn", m.num_features))
+    return rows
+
+
+def _params(rows) -> int:
+    return sum(2 * r[1] if r[0] == "bn" else r[1] * r[2] * r[3] * r[3] + r[2] for r in rows)
+
+
+def _compare_gan_resnet(g_channels, up, d_channels, colors=3, z=128):
+    """compare_gan v2@766edb2 resnet_architecture.py: a G block is shortcut conv3x3 + bn1 + conv1 + bn2 + conv2
+    (resnet_block with is_gen_block), a D block shortcut conv3x3 + conv1 + conv2 (no norm); fc_noise, final_norm,
+    final_conv in G; disc_final_fc in D."""
+    g = [("linear", z, g_channels[0] * 16, 1)]
+    for c_in, c_out in zip(g_channels[:-1], g_channels[1:]):
+        g += [("conv", c_in, c_out, 3), ("bn", c_in), ("conv", c_in, c_out, 3), ("bn", c_out), ("conv", c_out, c_out, 3)]
+    g += [("bn", g_channels[-1]), ("conv", g_channels[-1], colors, 3)]
+    d, c_in = [], colors
+    for c_out in d_channels:
+        d += [("conv", c_in, c_out, 3), ("conv", c_in, c_out, 3), ("conv", c_out, c_out, 3)]
+        c_in = c_out
+    d += [("linear", d_channels[-1], 1, 1)]
+    return g, d
+
+
+@pytest.mark.parametrize("arch, side, g_ref, d_ref, totals", [
+    # resnet_cifar_generator/discriminator: 3 up blocks of 256; 4 D blocks of 128 (down, down, none, none)
+    ("resnet_cifar", 32, [256] * 4, None, (5_849_603, 1_483_137)),
+    # resnet5: G magic (8,8),(8,4),(4,4),(4,2),(2,1) x 64; D B0 -> 64 then (1,2),(2,4),(4,4),(4,8),(8,8) x 64
+    ("resnet19", 128, [512, 512, 256, 256, 128, 64], [64, 128, 256, 256, 512, 512], None),
+])
+def test_compare_gan_resnets_match_the_reference_layer_table(arch, side, g_ref, d_ref, totals):
+    import importlib
+    from collections import Counter
+
+    module = importlib.import_module(f"ganbench.nets.{arch}")
+    d_channels = d_ref or [128] * 4
+    g_rows, d_rows = _compare_gan_resnet(g_ref, None, d_channels)
+    g = module.Generator(128, (3, side, side), block="compare_gan")
+    d = module.Discriminator((3, side, side), block="compare_gan", pool="mean")
+    assert Counter(_layer_table(g)) == Counter(g_rows) and Counter(_layer_table(d)) == Counter(d_rows)
+    assert sum(p.numel() for p in g.parameters()) == _params(g_rows)
+    assert sum(p.numel() for p in d.parameters()) == _params(d_rows)
+    if totals:
+        assert (_params(g_rows), _params(d_rows)) == totals
+    x = torch.randn(2, 3, side, side)
+    assert g(torch.randn(2, 128)).shape == (2, 3, side, side) and d(x).shape == (2,)
+
+
+def test_unpool_puts_each_value_top_left_of_its_cell():
+    """compare_gan's unpool (concat with zeros along each spatial axis, then reshape)."""
+    from ganbench.nets.resblocks import Unpool
+
+    x = torch.arange(4.0).reshape(1, 1, 2, 2)
+    expected = torch.tensor([[0, 0, 1, 0], [0, 0, 0, 0], [2, 0, 3, 0], [0, 0, 0, 0.]]).reshape(1, 1, 4, 4)
+    assert torch.equal(Unpool()(x), expected)

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from conftest import ROOT, result
 from ganbench.config import CONF_DIR, group_options
-from ganbench.search import draw
+from ganbench.search import apply_search, draw
 
 KURACH = sorted(p.stem for p in (CONF_DIR / "experiment" / "kurach2019").glob("*.yaml"))
 
@@ -53,6 +53,9 @@ def test_kurach_presets_expand_to_table_1s_grid(preset):
     assert job.model.generator.init == job.model.discriminator.init == init
     if preset.startswith("sndcgan"):
         assert job.model.discriminator.layout == "compare_gan"
+    else:  # compare_gan's resnet blocks and mean pooling
+        assert job.model.generator.block == job.model.discriminator.block == "compare_gan"
+        assert job.model.discriminator.pool == "mean"
 
 
 @pytest.mark.parametrize("preset", [p for p in KURACH if p.startswith("bo_") and "mini" not in p])
@@ -155,7 +158,9 @@ LUCIC = {  # preset: (data, training images, epochs)
     "cifar10": ("cifar10", 50_000, 100), "celeba": ("celeba", 162_770, 40),
 }
 LUCIC_MODELS = {"mm": ("mm", ["none"]), "ns": ("ns", ["none"]), "ls": ("ls_sigmoid", ["none"]),
-                "wgan": ("wgan", ["wclip"]), "wgan_gp": ("wgan", ["gp"]), "dragan": ("ns", ["dragan_lucic"])}
+                "wgan": ("wgan", ["wclip"]), "wgan_gp": ("wgan", ["gp"]), "dragan": ("ns", ["dragan_lucic"]),
+                "began": ("began", ["none"]), "vae": ("ns", ["none"])}  # the VAE takes no loss (the default stays)
+LUCIC_FAMILIES = {"began": "began", "vae": "vae"}  # the others: family=gan
 
 
 def test_lucic_presets_are_all_there():
@@ -170,13 +175,25 @@ def test_lucic_presets_expand_to_the_random_search(preset, phase, samples):
         cfg = compose("train", overrides=[f"experiment=lucic2018/{preset}", f"search={phase}"],
                       return_hydra_config=True)
         points = sweep_points(OmegaConf.to_container(cfg.hydra.sweeper.params))
-        assert len(points) == 6 * samples  # six models x the phase's samples
+        assert len(points) == 8 * samples  # eight models x the phase's samples
         assert {p["gan"] for p in points} == set(LUCIC_MODELS)
         assert {p["search.sample"] for p in points} == set(range(samples))
         for gan, (loss, reg) in LUCIC_MODELS.items():  # each model is its loss and regularizer
             job = compose("train", overrides=[f"experiment=lucic2018/{preset}", f"search={phase}", f"gan={gan}"],
                           return_hydra_config=True)
             assert job.hydra.runtime.choices.loss == loss and list(job.reg) == reg
+            assert job.hydra.runtime.choices.family == LUCIC_FAMILIES.get(gan, "gan")
+            assert job.optim.prior == ("normal" if gan == "vae" else "uniform")  # compare_gan v1's z
+            if gan == "began":  # compare_gan v1's BEGAN: k unclipped, L1 on [0, 1] images, its defaults
+                assert (job.family.clip_k, job.family.error_scale, job.family.autoencoder) == (False, 0.5, "lucic")
+                job.search.sample = 0
+                apply_search(job)
+                lo, hi = (0.0, 1.0) if phase == "lucic2018_wide" else (0.6, 0.9)
+                assert lo <= job.family.gamma <= hi
+                if phase == "lucic2018_wide":
+                    assert 1e-4 <= job.family.lambda_k <= 1e-2
+                else:
+                    assert job.family.lambda_k == 1e-3
     assert cfg.hydra.runtime.choices.model == "infogan" and cfg.hydra.runtime.choices.data == data
     assert (cfg.optim.batch_size, cfg.optim.z_dim, cfg.ema.decay) == (64, 64, 0)
     assert cfg.metrics.num_fake == cfg.metrics.num_real == 10_000 and cfg.metrics.every == 0
@@ -188,10 +205,12 @@ def test_lucic_presets_expand_to_the_random_search(preset, phase, samples):
                          "model.discriminator.batch_norm": "choice(true, false)",
                          "reg.gp.weight": "tag(log, interval(0.1, 100))",
                          "reg.dragan_lucic.weight": "tag(log, interval(0.1, 100))",
-                         "reg.wclip.clip": "tag(log, interval(0.001, 1))"}
+                         "reg.wclip.clip": "tag(log, interval(0.001, 1))",
+                         "family.gamma": "interval(0, 1)", "family.lambda_k": "tag(log, interval(1e-4, 1e-2))"}
     else:
         assert (space["optim.lr"], space["optim.beta1"], space["optim.n_disc"]) == (
             "tag(log, interval(1e-4, 1e-3))", 0.5, 1)
+        assert (space["family.gamma"], space["family.lambda_k"]) == ("interval(0.6, 0.9)", 0.001)
     for n_disc in (1, 5):  # the budget: epochs of the training set, counted in discriminator steps
         cfg.optim.n_disc = n_disc
         assert cfg.optim.g_steps * n_disc == pytest.approx(epochs * n_train / 64, abs=n_disc)

@@ -26,16 +26,17 @@ def _check(data_shape: tuple) -> tuple[int, int]:
 
 
 class Generator(ResNetGenerator):
-    def __init__(self, z_dim: int, data_shape: tuple, width: int = 64):
+    def __init__(self, z_dim: int, data_shape: tuple, width: int = 64, block: str = "chainer"):
         channels, side = _check(data_shape)
         n_up = side.bit_length() - 3  # log2(side / 4)
-        super().__init__(z_dim, channels, [m * width for m in G_MULTIPLIERS], n_up=n_up)
+        super().__init__(z_dim, channels, [m * width for m in G_MULTIPLIERS], n_up=n_up, block=block, name=NAME)
 
 
 class Discriminator(ResNetDiscriminator):
-    def __init__(self, data_shape: tuple, norm: NormFactory = identity_norm, width: int = 64, pool: str = "sum"):
+    def __init__(self, data_shape: tuple, norm: NormFactory = identity_norm, width: int = 64, pool: str = "sum",
+                 block: str = "chainer"):
         channels, side = _check(data_shape)
         n_down = side.bit_length() - 2  # log2(side) - 1 halvings reach 2x2; the input block does the first
         downsample = [i < n_down - 1 for i in range(len(D_MULTIPLIERS) - 1)]
         super().__init__(NAME, channels, [m * width for m in D_MULTIPLIERS], downsample=downsample, norm=norm,
-                         pool=pool)
+                         pool=pool, block=block)

@@ -22,13 +22,15 @@ def _check(data_shape: tuple) -> tuple[int, int]:
 
 
 class Generator(ResNetGenerator):
-    def __init__(self, z_dim: int, data_shape: tuple, width: int = 256):
+    def __init__(self, z_dim: int, data_shape: tuple, width: int = 256, block: str = "chainer"):
         channels, side = _check(data_shape)
         n_up = side.bit_length() - 3  # log2(side / 4)
-        super().__init__(z_dim, channels, [width] * (n_up + 1), n_up=n_up)
+        super().__init__(z_dim, channels, [width] * (n_up + 1), n_up=n_up, block=block, name=NAME)
 
 
 class Discriminator(ResNetDiscriminator):
-    def __init__(self, data_shape: tuple, norm: NormFactory = identity_norm, width: int = 128, pool: str = "sum"):
+    def __init__(self, data_shape: tuple, norm: NormFactory = identity_norm, width: int = 128, pool: str = "sum",
+                 block: str = "chainer"):
         channels, _ = _check(data_shape)
-        super().__init__(NAME, channels, [width] * 4, downsample=[True, False, False], norm=norm, pool=pool)
+        super().__init__(NAME, channels, [width] * 4, downsample=[True, False, False], norm=norm, pool=pool,
+                         block=block)
