@@ -71,6 +71,11 @@ def build(cfg: DictConfig):
                         num_fixed=cfg.samples.num, log_every=cfg.log_every, seed=cfg.seed, **extra)
     except TypeError as exc:  # an option the family's class does not take
         raise ConfigError(f"family={family.func.family_name()}: {exc}") from None
+    data_range = getattr(dm, "range", "symmetric")
+    if data_range != "symmetric" and len(dm.shape) != 3:
+        raise ConfigError(f"data.range={data_range} applies to images; data={dm.name} holds vectors in their own "
+                          f"coordinates (keep data.range=symmetric)")
+    module.set_data_range(data_range)
     # metrics=none leaves no _target_ (an experiment may still have set e.g. metrics.every): no evaluation
     metrics = cfg.get("metrics")
     evaluator = instantiate_or_explain(metrics, datamodule=dm) if metrics and "_target_" in metrics else None

@@ -74,6 +74,8 @@ class Regularizer:
 
     interval: int = 1
     d_norm: NormFactory | None = None
+    #: the interval D sees images in (``data.range``; set by the family): DRAGAN clips its perturbations to it
+    data_range: tuple[float, float] = (-1.0, 1.0)
 
     def configure(self, generator: nn.Module, discriminator: nn.Module) -> None:
         """Change the networks once, at build time."""
@@ -124,7 +126,7 @@ class DRAGAN(Regularizer):
         x_noisy = clip(x + std(x) * (U[0,1) - 1/2) * noise, data range),  std over the whole batch
         penalty = lambda * E[(sqrt(||grad D(x_noisy)||^2 + 1e-4) - 1)^2]
 
-    Images are clipped to [-1, 1] (compare_gan clips to its [0, 1] range); vectors are not clipped.
+    Images are clipped to D's range (``data.range``: [-1, 1], or [0, 1] as compare_gan); vectors are not clipped.
     """
 
     def __init__(self, weight: float = 1.0, noise: float = 1.0):
@@ -134,7 +136,7 @@ class DRAGAN(Regularizer):
     def perturb(self, real: Tensor) -> Tensor:
         x = real.detach()
         x_noisy = x + self.noise * x.std(unbiased=False) * (torch.rand_like(x) - 0.5)
-        return x_noisy.clamp(-1, 1) if x.dim() == 4 else x_noisy
+        return x_noisy.clamp(*self.data_range) if x.dim() == 4 else x_noisy
 
     def penalty(self, critic, real, fake):
         grad = input_gradients(critic, self.perturb(real))

@@ -4,6 +4,7 @@ optimizers of the `optim` group, simultaneous updates, and the `debug` group."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -159,3 +160,60 @@ def test_d_calls_decide_what_batch_norm_in_d_sees(d_calls, d_step_calls, g_step_
 def test_bad_d_calls_is_one_line(run):
     code, out = run(*TOY, "family.d_calls=sometimes", "optim.g_steps=1")
     assert code == 2 and "family.d_calls" in out and "separate" in out
+
+
+class RecenteringLinearD(nn.Module):
+    """D(u) = <w, 2u - 1>: a critic on [0, 1] inputs that maps them back to [-1, 1], as compare_gan's SNDCGAN."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(w)
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, u):
+        self.seen.append(u.detach().clone())
+        return (u * 2 - 1).flatten(1) @ self.w
+
+
+@pytest.mark.parametrize("data_range, grad_scale", [("symmetric", 1.0), ("unit", 2.0)])
+def test_penalties_take_gradients_in_ds_range(data_range, grad_scale):
+    """data.range=unit: D sees (x + 1) / 2 and WGAN-GP differentiates with respect to those [0, 1] inputs, as
+    compare_gan's wgangp_penalty: for compare_gan's recentering D(u) = <w, 2u - 1> the gradient is 2w and the
+    penalty lambda (sqrt(4 ||w||^2 + 1e-4) - 1)^2; the same D on [-1, 1] (D(x) = <w, x>) has gradient w."""
+    from ganbench.regularizers import DRAGAN, GradientPenalty
+
+    torch.manual_seed(0)
+    w = torch.randn(4, dtype=torch.float64) / 4
+    D = RecenteringLinearD(w) if data_range == "unit" else nn.Linear(4, 1, bias=False).double()
+    if data_range == "symmetric":
+        D.weight.data = w[None]
+    optim = {"n_disc": 1, "z_dim": 4, "prior": "normal", "batch_size": 8, "lr_g": 0.1, "lr_d": 0.1}
+    module = GAN(nn.Identity(), D, NonSaturating(), {"gp": GradientPenalty(), "dragan": DRAGAN()}, nn.Identity(),
+                 optim, ema_decay=0)
+    module.set_data_range(data_range)
+    real = torch.rand(8, 4, dtype=torch.float64) * 2 - 1
+    fake = torch.rand(8, 4, dtype=torch.float64) * 2 - 1
+    critic = module.penalty_critic({}, {})
+    value = module.regularizers["gp"].penalty(lambda x: critic(x).flatten(), module.d_inputs(real),
+                                              module.d_inputs(fake))
+    norm = grad_scale * w.norm().item()
+    assert value.item() == pytest.approx(10 * (math.sqrt(norm ** 2 + 1e-4) - 1) ** 2, rel=1e-9)
+    lo, hi = (0.0, 1.0) if data_range == "unit" else (-1.0, 1.0)
+    assert module.regularizers["dragan"].data_range == (lo, hi)
+    x = module.d_inputs(real)
+    assert lo <= x.min() and x.max() <= hi
+    images = torch.rand(8, 1, 2, 2, dtype=torch.float64) * (hi - lo) + lo  # images in D's range
+    perturbed = module.regularizers["dragan"].perturb(images)  # compare_gan clips x_noisy to its [0, 1] range
+    assert perturbed.max() <= hi and perturbed.min() >= lo and not torch.equal(perturbed, images)
+
+
+def test_unit_range_trains_and_is_refused_for_vectors(run, tmp_path):
+    code, out = run("model=sndcgan", "data=polygons", "data.resolution=8", "model.generator.width=4",
+                    "model.discriminator.width=4", "+data.range=unit", "model.discriminator.recenter=true",
+                    "reg=dragan", "logger=[csv]", "metrics=none", "optim.g_steps=2", "optim.batch_size=8")
+    assert code == 0, out[-2000:]
+    assert result(tmp_path / "run")["config"]["data"]["range"] == "unit"
+    code, out = run(*TOY, "+data.range=unit", "optim.g_steps=1", run_dir=tmp_path / "toy")
+    assert code == 2 and "data.range=unit applies to images" in out
+    code, out = run(*TOY, "+data.range=half", "optim.g_steps=1", run_dir=tmp_path / "bad")
+    assert code == 2 and "data.range must be one of symmetric, unit" in out

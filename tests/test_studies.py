@@ -48,11 +48,11 @@ def test_kurach_presets_expand_to_table_1s_grid(preset):
     budget = 200_000 if "cifar" in preset else 100_000
     assert job.optim.g_steps * job.optim.n_disc == budget and job.optim.n_disc == 5
     # the study's code (compare_gan v2): z ~ U[-1, 1], D called on reals and fakes separately, its weight init
-    assert job.optim.prior == "uniform" and job.family.d_calls == "separate"
+    assert job.optim.prior == "uniform" and job.family.d_calls == "separate" and job.data.range == "unit"
     init = "normal_0.02" if preset.startswith("sndcgan") else "compare_gan"
     assert job.model.generator.init == job.model.discriminator.init == init
     if preset.startswith("sndcgan"):
-        assert job.model.discriminator.layout == "compare_gan"
+        assert job.model.discriminator.layout == "compare_gan" and job.model.discriminator.recenter
     else:  # compare_gan's resnet blocks and mean pooling
         assert job.model.generator.block == job.model.discriminator.block == "compare_gan"
         assert job.model.discriminator.pool == "mean"

@@ -11,6 +11,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 
+#: ``data.range``: the interval D and the penalties see images in. The data and G's output stay in [-1, 1] (G ends
+#: in tanh; samples and metrics use [-1, 1]); with ``unit`` both are mapped to [0, 1] by (x + 1) / 2 on their way
+#: into D (compare_gan's convention: its generators end in a sigmoid or (tanh + 1) / 2 and its penalties take
+#: gradients with respect to [0, 1] inputs).
+DATA_RANGES = {"symmetric": (-1.0, 1.0), "unit": (0.0, 1.0)}
+
+
 class GANDataModule(L.LightningDataModule):
     """Base datamodule. Subclasses implement ``make_split(split) -> Dataset`` of (x, y) pairs: images in [-1, 1],
     toy vectors in their own coordinates (the MLP generator has a linear output).
@@ -28,8 +35,12 @@ class GANDataModule(L.LightningDataModule):
     splits: tuple[str, ...] = ("train", "test")
 
     def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, root: str | None = None,
-                 download: bool = False, overfit_batches: int = 0):
+                 download: bool = False, overfit_batches: int = 0, range: str = "symmetric"):  # noqa: A002
         super().__init__()
+        if range not in DATA_RANGES:
+            from ganbench.errors import ConfigError
+            raise ConfigError(f"data.range must be one of {', '.join(DATA_RANGES)}; got {range!r}")
+        self.range = range
         if int(overfit_batches) < 0:
             from ganbench.errors import ConfigError
             raise ConfigError(f"data.overfit_batches must be an integer >= 0 (0: all the data); got {overfit_batches}")

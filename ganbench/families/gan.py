@@ -78,6 +78,7 @@ class GAN(ResumableState, L.LightningModule):
         self.d_calls = d_calls
         self.joint_d_step, self.joint_g_step = D_CALLS[d_calls]
         self.simultaneous = bool(self.optim_cfg.get("simultaneous", False))
+        self.set_data_range("symmetric")  # build() sets the data's
         if self.simultaneous and self.n_disc != 1:
             raise ConfigError(f"optim.simultaneous=true updates D and G together from one batch, so it needs "
                               f"optim.n_disc=1; got optim.n_disc={self.n_disc}")
@@ -154,14 +155,28 @@ class GAN(ResumableState, L.LightningModule):
         return {}
 
     def discriminate(self, x: Tensor, cond: Mapping[str, Tensor]) -> Output:
-        """D's full output on ``x``: the augmentation, packing, then D (a family with heads returns a dict)."""
-        return self.D(self.packed(self.augment(x)), **cond)
+        """D's full output on ``x`` (in [-1, 1]): the augmentation, the map to D's range, packing, then D (a family
+        with heads returns a dict)."""
+        return self.D(self.packed(self.to_d(self.augment(x))), **cond)
 
     def critic(self, x: Tensor, cond: Mapping[str, Tensor] | None = None) -> Tensor:
-        """D's logits on ``x`` as the penalties see it (packed input when pack > 1)."""
-        if self.pack > 1:  # x is already packed: augment each image, pack again
-            return logit(self.D(self.packed(self.augment(self.unpacked(x))), **(cond or {})))
-        return logit(self.discriminate(x, cond or {}))
+        """D's logits as the penalties see it: ``x`` is in D's range (``data.range``) and packed when pack > 1;
+        each image is augmented (in [-1, 1]) before it is packed again."""
+        x = self.from_d(self.unpacked(x))
+        return logit(self.D(self.packed(self.to_d(self.augment(x))), **(cond or {})))
+
+    def d_inputs(self, x: Tensor) -> Tensor:
+        """Images as the penalties take them: in D's range, packed."""
+        return self.packed(self.to_d(x))
+
+    def set_data_range(self, name: str) -> None:
+        """``data.range``: ``unit`` shows D (and the penalties' gradients) images in [0, 1] by (x + 1) / 2."""
+        unit = name == "unit"
+        self.data_range = name
+        self.to_d = (lambda x: (x + 1) / 2) if unit else (lambda x: x)
+        self.from_d = (lambda x: x * 2 - 1) if unit else (lambda x: x)
+        for reg in self.regularizers.values():
+            reg.data_range = (0.0, 1.0) if unit else (-1.0, 1.0)
 
     def penalty_critic(self, real_cond: Mapping[str, Tensor], fake_cond: Mapping[str, Tensor]) -> Callable:
         """The critic the penalties call (on real, fake and interpolated samples): D with the reals' condition."""
@@ -269,7 +284,7 @@ class GAN(ResumableState, L.LightningModule):
         critic = self.penalty_critic(real_cond, fake_cond)
         for name, reg in self.regularizers.items():
             if self.d_step % reg.interval == 0:
-                term = reg.penalty(critic, self.packed(real), self.packed(fake))
+                term = reg.penalty(critic, self.d_inputs(real), self.d_inputs(fake))
                 if term is not None:
                     terms[f"reg/{name}"] = term * reg.interval
         total = sum(terms.values())
@@ -323,7 +338,7 @@ class GAN(ResumableState, L.LightningModule):
         critic = self.penalty_critic(real_cond, fake_cond)
         for name, reg in self.regularizers.items():
             if self.d_step % reg.interval == 0:
-                term = reg.penalty(critic, self.packed(real), self.packed(fake.detach()))
+                term = reg.penalty(critic, self.d_inputs(real), self.d_inputs(fake.detach()))
                 if term is not None:
                     d_terms[f"reg/{name}"] = term * reg.interval
         g_terms = {"loss/g": self.g_adversarial(fake_out, real_out), **self.g_terms(fake, fake_out, inputs)}

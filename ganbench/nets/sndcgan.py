@@ -10,6 +10,8 @@ network in ``compare_gan/architectures/sndcgan.py``).
   ``layout=compare_gan`` (default): channels 64, 128, 128, 256, 256, 512, 512, as compare_gan and the SN authors'
   chainer-gan-lib; ``layout=miyato_table3``: 64, 64, 128, 128, 256, 256, 512 as the paper's Table 3 prints it.
   compare_gan's SNDCGAN has no normalization hook in D: ganbench's sndcgan x {bn, ln} cells extend the study.
+  ``recenter=true`` maps D's input back from [0, 1] to [-1, 1] (x * 2 - 1) as compare_gan's ``sn_discriminator``
+  does, for ``data.range=unit``.
 
 ``width`` is the base channel count (64, so 512 = 8 * width). Serves square sides divisible by 8, >= 8.
 """
@@ -55,8 +57,9 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
     def __init__(self, data_shape: tuple, norm: NormFactory = identity_norm, width: int = 64,
-                 layout: str = "compare_gan"):
+                 layout: str = "compare_gan", recenter: bool = False):
         super().__init__()
+        self.recenter = bool(recenter)
         if layout not in D_LAYOUTS:
             raise ConfigError(f"model.discriminator.layout must be one of {', '.join(D_LAYOUTS)}; got {layout!r}")
         image_channels, m = _check(data_shape)
@@ -72,7 +75,7 @@ class Discriminator(nn.Module):
         self.head = nn.Linear(self.feature_dim, 1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.net(x * 2 - 1 if self.recenter else x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.net(x)).flatten()
+        return self.head(self.features(x)).flatten()
