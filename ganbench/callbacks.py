@@ -150,7 +150,7 @@ class SampleGrid(L.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / f"step_{pl_module.g_step:07d}.png"
         if samples.dim() == 4:
-            save_image_grid(samples, path)
+            save_image_grid(samples, path, nrow=getattr(pl_module, "grid_columns", None))  # a family's layout
         else:
             real = trainer.datamodule.real_samples(2000) if trainer.datamodule is not None else None
             if len(samples) < 500:
@@ -164,7 +164,8 @@ class SampleGrid(L.Callback):
         return path
 
 
-def save_image_grid(images: torch.Tensor, path: Path) -> None:
+def save_image_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
+    """A PNG grid of images in [-1, 1]; ``nrow`` images per row (default: a square-ish grid)."""
     import torchvision.utils as vutils
 
     import torch.nn.functional as F
@@ -172,7 +173,7 @@ def save_image_grid(images: torch.Tensor, path: Path) -> None:
     side = images.shape[-1]
     if side < 64:  # small images (digits, MNIST) are enlarged so the grid is readable; pixels kept sharp
         images = F.interpolate(images, scale_factor=64 // side, mode="nearest")
-    nrow = max(1, int(math.sqrt(len(images))))
+    nrow = nrow or max(1, int(math.sqrt(len(images))))
     vutils.save_image(images, path, nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
 
 

@@ -29,7 +29,7 @@ CONFIG_NAME = "evaluate"
 
 
 def checkpoint_sampler(path: Path, data_override: DictConfig | None):
-    """(datamodule, sample_fn, source info) for a checkpoint: the run's config.yaml rebuilds the module, the
+    """(datamodule, module, source info) for a checkpoint: the run's config.yaml rebuilds the family's module, the
     checkpoint's weights are loaded, and samples come from its evaluation (EMA) generator."""
     from ganbench.build import build
     from ganbench.checkpoints import read_checkpoint
@@ -53,7 +53,7 @@ def checkpoint_sampler(path: Path, data_override: DictConfig | None):
     module.eval()
     source = {"checkpoint": str(path), "run_dir": str(run_dir), "g_step": ckpt["ganbench"].get("g_step"),
               "generator": "ema" if module.G_ema is not None else "G"}
-    return dm, module.sample, source
+    return dm, module, source
 
 
 def folder_sampler(root: Path, dm, count: int) -> tuple[Callable[[int], torch.Tensor], dict]:
@@ -96,11 +96,12 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.checkpoint:
         explicit_data = any(o.split("=")[0].lstrip("+~").split(".")[0] == "data"
                             for o in HydraConfig.get().overrides.task)
-        dm, sample_fn, source = checkpoint_sampler(Path(cfg.checkpoint).expanduser(),
-                                                   cfg.data if explicit_data else None)
+        dm, module, source = checkpoint_sampler(Path(cfg.checkpoint).expanduser(),
+                                                cfg.data if explicit_data else None)
+        sample_fn = module.sample
     else:
         dm = instantiate_or_explain(cfg.data)
-        sample_fn, source = None, None
+        module = sample_fn = source = None
     evaluator = instantiate_or_explain(cfg.metrics, datamodule=dm)
     if cfg.images:
         sample_fn, source = folder_sampler(Path(cfg.images).expanduser(), dm, evaluator.num_fake)
@@ -108,6 +109,10 @@ def evaluate(cfg: DictConfig) -> dict:
     torch.manual_seed(int(cfg.seed))  # after setup (which may draw from the global RNG): the same latents every time
     values = evaluator.evaluate(sample_fn)
     protocol = evaluator.protocol()
+    if module is not None:  # the family's own metrics (conditional: intra-FID, class accuracy; InfoGAN: codes)
+        values.update(module.extra_metrics(evaluator))
+        if module.extra_protocol():
+            protocol["family"] = module.extra_protocol()
     tag = evaluator.primary.split("/", 1)[-1]
     record = {"schema_version": results.SCHEMA_VERSION, "kind": "evaluation", "source": source,
               "data": dm.name, "metrics": {"primary": evaluator.primary, "protocol": protocol,

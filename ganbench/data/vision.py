@@ -58,10 +58,19 @@ class LabelledImages(Dataset):
 
     (STL-10's unlabelled split marks its samples -1 and CelebA/LSUN have no class at all: ``tensor_dataset`` gives
     unlabelled data 0 too, and those datamodules have ``num_classes = None`` so no class-conditional model uses y.)
+    ``targets`` is every label as a tensor, read from the torchvision dataset's ``targets`` (MNIST, CIFAR) or
+    ``labels`` (STL-10) without decoding any image; None when it has neither.
     """
 
     def __init__(self, base: Dataset):
         self.base = base
+
+    @property
+    def targets(self) -> torch.Tensor | None:
+        labels = getattr(self.base, "targets", None)
+        if labels is None:
+            labels = getattr(self.base, "labels", None)
+        return None if labels is None else torch.as_tensor(labels).long().clamp(min=0)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -187,18 +196,27 @@ class CIFAR100(TorchvisionDataModule):
 class STL10(TorchvisionDataModule):
     """STL-10 (Coates et al. 2011) as in SN-GAN (Miyato et al. 2018): 96x96 resized to 48x48.
 
-    Train is the 100k-image ``unlabeled`` split, test the 8k labelled ``test`` split. The training data has no
-    labels, so ``num_classes`` is None (no class-conditional training).
+    Train is the 100k-image ``unlabeled`` split (``train_split="unlabeled"``, the default; no labels, so
+    ``num_classes`` is None and no class-conditional training), or the 5k labelled ``train`` split
+    (``train_split="train"``, 10 classes); test is the 8k labelled ``test`` split.
     """
 
     name = "stl10"
-    num_classes = None
     native, default_resolution = 96, 48
     subdir = "stl10_binary"
+    train_splits = ("unlabeled", "train")
+
+    def __init__(self, train_split: str = "unlabeled", **kw):
+        if train_split not in self.train_splits:
+            raise ConfigError(f"data.train_split must be one of {', '.join(self.train_splits)} for data=stl10; "
+                              f"got {train_split!r}")
+        super().__init__(**kw)
+        self.train_split = train_split
+        self.num_classes = 10 if train_split == "train" else None
 
     def load(self, split, root, transform, download):
         from torchvision.datasets import STL10
-        return STL10(root, split={"train": "unlabeled", "test": "test"}[split], transform=transform,
+        return STL10(root, split={"train": self.train_split, "test": "test"}[split], transform=transform,
                      download=download)
 
 
