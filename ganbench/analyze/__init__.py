@@ -13,7 +13,10 @@ writes to DIR (default: <first dir>/analysis)
                             the pairwise differences of E[min of K] with bootstrap 95% CIs
     figures/*.png|pdf       top-5% box plots, min score vs budget, seeds of the best setting, pairwise heatmap
     report.md               counts by status, best per cell with its hyperparameters, pairwise table, disk
-                            usage, evaluation protocol(s), links to the figures
+                            usage, evaluation protocol(s), links to the figures; for a study with published
+                            numbers (ganbench/published/<study>.yaml), mean +- s.e. over seeds per setting
+                            beside the paper's table and the protocol differences
+    published_<study>.csv   that comparison as a table (analyze.published)
     rerun_best.sh           with --rerun-best N: one sweep per cell, its best setting x N seeds (Lucic et al.)
 and prints one summary line. From Python: ``analyze(["outputs/train"])`` returns the Study (the frames).
 
@@ -33,7 +36,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from ganbench.analyze import plots, report, rerun, stats
+from ganbench.analyze import plots, published, report, rerun, stats
 from ganbench.analyze.table import CELL, PANEL, arrow_safe, cell_sort_key, collect
 from ganbench.errors import ConfigError
 
@@ -60,6 +63,7 @@ class Study:
     figures: dict[str, list[Path]] = field(default_factory=dict)
     out: Path | None = None
     reruns: list[str] = field(default_factory=list)  # rerun_best.sh's commands (--rerun-best)
+    published: dict[str, pd.DataFrame] = field(default_factory=dict)  # study -> ours beside the paper's table
 
     @property
     def n_finite(self) -> int:
@@ -154,7 +158,8 @@ def build_study(runs: pd.DataFrame, budget: int | None = None, n_boot: int = 100
     metric = primaries.most_common(1)[0][0] if primaries else "score"
     return Study(runs=runs, settings=settings, cells=cell_table(runs, settings, scores, k),
                  budget=budget_table(scores, n_boot, seed), pairwise=pairwise_table(scores, k, n_boot, seed),
-                 k=k, metric=metric, protocols=protocol_table(runs), top=top, n_boot=n_boot)
+                 k=k, metric=metric, protocols=protocol_table(runs), top=top, n_boot=n_boot,
+                 published=published.compare(runs))
 
 
 def draw_figures(study: Study, directory: Path) -> dict[str, list[Path]]:
@@ -178,6 +183,8 @@ def write_tables(study: Study, out: Path) -> None:
     study.cells.to_csv(out / "cells.csv", index=False)
     study.budget.to_csv(out / "budget.csv", index=False)
     study.pairwise.to_csv(out / "pairwise.csv", index=False)
+    for name, table in study.published.items():
+        table.to_csv(out / f"published_{name}.csv", index=False)
 
 
 def analyze(paths: Iterable[str | Path], out: str | Path | None = None, budget: int | None = None,

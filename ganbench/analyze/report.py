@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 import pandas as pd
 
+from ganbench.analyze import published
 from ganbench.analyze.table import CELL, arrow_safe
 from ganbench.results import STATUSES
 from ganbench.wandb_mode import resolve_wandb_mode
@@ -202,7 +203,8 @@ def _figures(study: Study, out: Path) -> str:
 
 def render(study: Study, out: Path, inputs: Iterable[Path]) -> str:
     """The whole report.md text."""
-    sections = [_overview(study, inputs), _statuses(study), _protocols(study), _best_per_cell(study),
+    beside_paper = [published.markdown(name, table) for name, table in study.published.items()]
+    sections = [_overview(study, inputs), _statuses(study), _protocols(study), *beside_paper, _best_per_cell(study),
                 _budget(study), _pairwise(study), _reruns(study), _disk(study), _figures(study, Path(out)),
                 "## Files\n\nruns.csv / runs.parquet (one row per run), settings.csv (one row per setting), "
                 "cells.csv, budget.csv, pairwise.csv."]
@@ -225,6 +227,8 @@ def summary_line(study: Study, out: Path) -> str:
         best = study.cells.loc[study.cells["best"].idxmin()]
         line += (f"; best {study.metric} {fmt(best['best'])} ({best['loss']}/{best['reg']}, "
                  f"{best['model']} on {best['data']})")
+    if study.published:
+        line += f"; beside the published numbers of {', '.join(study.published)}"
     return line + f"; report: {Path(out) / 'report.md'}"
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from torch.utils.data import DataLoader, Sampler
 
-from ganbench.data.base import GANDataModule, tensor_dataset
+from ganbench.data.base import GANDataModule, ResumableBatchSampler, tensor_dataset
 
 
 def ring_modes(n_modes: int = 8, radius: float = 2.0) -> torch.Tensor:
@@ -21,23 +23,80 @@ def grid_modes(side: int = 5, spacing: float = 2.0) -> torch.Tensor:
 
 
 class MixtureDataModule(GANDataModule):
-    """An equal-weight mixture of isotropic Gaussians; ``modes`` and ``std`` define it (and the toy metrics)."""
+    """An equal-weight mixture of isotropic Gaussians; ``modes`` and ``std`` define it (and the toy metrics).
+
+    ``draw_seed``: None (default) draws every split from a fixed seed, the same data for every run; an integer
+    draws them from that seed (PacGAN draws its 100k points anew in every run: ``draw_seed: ${seed}``).
+    ``fixed_packs``: 0 (default) trains on the points; m >= 1 on PacGAN's packed data set (fjxmlzn/PacGAN@190853e
+    ``synthetic_data_experiments/PacGAN/pacgan/datasets.py`` GaussianPackingMixture): ``n_train`` packs, member j
+    of pack t being point ``ids_j[t]`` with ``ids_j`` drawn uniformly with replacement, fixed for the whole run
+    (m = 1: a bootstrap resample of the points). Pack t is rows t m .. t m + m - 1 and batches take whole packs in
+    a shuffled order, so D's packs (``family.pack`` = m, consecutive samples) are exactly these.
+    """
 
     shape = (2,)
     default_extractor = "toy"
 
-    def __init__(self, modes: torch.Tensor, std: float, n_train: int = 50_000, n_test: int = 10_000, **kw):
+    def __init__(self, modes: torch.Tensor, std: float, n_train: int = 50_000, n_test: int = 10_000,
+                 draw_seed: int | None = None, fixed_packs: int = 0, **kw):
         super().__init__(**kw)
+        from ganbench.errors import ConfigError
+
         self.modes = modes
+        self.num_classes = len(modes)  # the mixture component is the label
         self.std = float(std)
+        if not (self.std > 0 and self.std < float("inf")):
+            raise ConfigError(f"data.std must be a finite number > 0 (each mode's standard deviation); got {std}")
         self.n = {"train": int(n_train), "test": int(n_test)}
+        self.draw_seed = None if draw_seed is None else int(draw_seed)
+        try:
+            self.fixed_packs = int(fixed_packs)
+            ok = not isinstance(fixed_packs, bool) and self.fixed_packs == float(fixed_packs) >= 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"data.fixed_packs must be an integer >= 0 (0: no fixed packs); got {fixed_packs!r}")
+        if self.fixed_packs > 1 and self.batch_size % self.fixed_packs:
+            raise ConfigError(f"data.fixed_packs={self.fixed_packs} needs optim.batch_size divisible by it (batches "
+                              f"take whole packs); got optim.batch_size={self.batch_size}")
+
+    def generator(self, split: str) -> torch.Generator:
+        index = self.splits.index(split)
+        if self.draw_seed is None:
+            return torch.Generator().manual_seed(1000 + index)  # data fixed; training seed separate
+        return torch.Generator().manual_seed(int(np.random.SeedSequence([self.draw_seed, index]).generate_state(1)[0]))
 
     def make_split(self, split: str):
-        g = torch.Generator().manual_seed(1000 + self.splits.index(split))  # data fixed; training seed separate
+        g = self.generator(split)
         n = self.n[split]
         labels = torch.randint(len(self.modes), (n,), generator=g)
         x = self.modes[labels] + self.std * torch.randn(n, 2, generator=g)
+        if split == "train" and self.fixed_packs:
+            ids = torch.randint(n, (n, self.fixed_packs), generator=g)  # ids[t, j]: member j of pack t
+            x, labels = x[ids.flatten()], labels[ids.flatten()]
         return tensor_dataset(x, labels)
+
+    def train_dataloader(self) -> DataLoader:
+        loader = super().train_dataloader()
+        m = self.fixed_packs
+        if m <= 1:
+            return loader
+        rows = loader.batch_sampler
+        packs = ResumableBatchSampler(rows.size // m, self.batch_size // m, self.seed, start=rows.start,
+                                      rank=rows.rank, world_size=rows.world_size)
+        return DataLoader(loader.dataset, batch_sampler=WholePacks(packs, m), num_workers=self.num_workers,
+                          generator=torch.Generator().manual_seed(self.seed), persistent_workers=self.num_workers > 0)
+
+
+class WholePacks(Sampler[list[int]]):
+    """Batches of pack indices (from ``packs``) as the row indices of those packs: pack t is rows t m .. t m + m - 1."""
+
+    def __init__(self, packs: ResumableBatchSampler, m: int):
+        self.packs, self.m = packs, int(m)
+
+    def __iter__(self):
+        for batch in self.packs:
+            yield [t * self.m + j for t in batch for j in range(self.m)]
 
 
 class Ring8(MixtureDataModule):
