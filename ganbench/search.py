@@ -14,8 +14,9 @@
 The syntax is the Optuna sweeper's (``tag(int, interval(1, 8))`` draws an integer in [1, 8]). Each key has its own
 stream, seeded by (seed, sample, key): sample ``i`` draws the same learning rate for every model of a study (a paired
 comparison), and adding a key to the space changes no other key's draws. A key under ``reg.<name>`` applies only
-to runs whose ``reg`` includes ``<name>`` (WGAN's clip value in a study of several models); any other key the
-config lacks is an error.
+to runs whose ``reg`` includes ``<name>`` (WGAN's clip value in a study of several models), and ``family.<key>``
+only to runs whose family has that option (BEGAN's gamma), as long as some family in conf/family has it; any
+other key the config lacks is an error.
 
 Why not Optuna's RandomSampler: a sweep of draws by index is one Hydra grid (``gan=mm,ns,... search.sample=
 range(0,100)``) that runs 100 samples *per model* in one command, and a relaunched sweep finds every run under the
@@ -35,6 +36,22 @@ from ganbench.errors import ConfigError
 
 #: groups whose options are optional sub-nodes: a space key under one of them applies only when it is chosen
 OPTIONAL_PARENTS = ("reg",)
+#: groups whose options have different keys: ``<group>.<key>`` applies only to runs whose option has the key
+OPTION_KEYS = ("family",)
+
+
+def option_keys(group: str) -> set[str]:
+    """Every top-level key of any option of ``group`` (conf/<group>/*.yaml; a ``@package _global_`` option's keys
+    under its ``<group>`` node)."""
+    from ganbench.config import CONF_DIR
+
+    keys: set[str] = set()
+    for path in (CONF_DIR / group).rglob("*.yaml"):
+        node = OmegaConf.load(path)
+        header = path.read_text().lstrip().startswith("# @package _global_")
+        node = node.get(group) if header else node
+        keys.update(str(k) for k in (node or {}).keys())
+    return keys
 
 
 def flatten_space(space: Mapping | None, prefix: str = "") -> dict[str, Any]:
@@ -103,6 +120,8 @@ def _applies(cfg: DictConfig, key: str) -> bool:
         raise ConfigError(f"search.space.{key}: the config has no {parent} (keys of the space must name existing "
                           f"keys, or reg.<name>.<key> of a regularizer some runs use)")
     if leaf not in node:
+        if parent in OPTION_KEYS and leaf in option_keys(parent):
+            return False  # family.gamma in a run of a family without gamma
         raise ConfigError(f"search.space.{key}: {parent or 'the top level'} has no key {leaf!r}; its keys are: "
                           f"{', '.join(str(k) for k in node.keys())}")
     return True

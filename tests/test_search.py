@@ -74,7 +74,7 @@ def test_a_sample_sets_every_key_of_the_space_its_model_has(phase):
     drawn = apply_search(cfg)
     space = flatten_space(OmegaConf.to_container(cfg.search.space))
     seed = cfg.search.seed
-    assert drawn == {k: draw(k, v, seed, 3) for k, v in space.items() if not k.startswith(("reg.gp", "reg.dragan"))}
+    assert drawn == {k: draw(k, v, seed, 3) for k, v in space.items() if not k.startswith(("reg.gp", "reg.dragan", "family."))}
     assert cfg.optim.lr == drawn["optim.lr"] and cfg.reg.wclip.clip == drawn["reg.wclip.clip"]
     assert cfg.model.discriminator.batch_norm is drawn["model.discriminator.batch_norm"]
     assert set(cfg.reg) == {"wclip"}  # reg.gp.weight of the space did not create a gp regularizer
