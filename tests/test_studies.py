@@ -159,7 +159,7 @@ LUCIC = {  # preset: (data, training images, epochs)
 }
 LUCIC_MODELS = {"mm": ("mm", ["none"]), "ns": ("ns", ["none"]), "ls": ("ls_sigmoid", ["none"]),
                 "wgan": ("wgan", ["wclip"]), "wgan_gp": ("wgan", ["gp"]), "dragan": ("ns", ["dragan_lucic"]),
-                "began": ("began", ["none"]), "vae": ("ns", ["none"])}  # the VAE takes no loss (the default stays)
+                "began": ("began", ["none"]), "vae": ("vae", ["none"])}  # the VAE: its ELBO marker loss
 LUCIC_FAMILIES = {"began": "began", "vae": "vae"}  # the others: family=gan
 
 
@@ -183,9 +183,16 @@ def test_lucic_presets_expand_to_the_random_search(preset, phase, samples):
                           return_hydra_config=True)
             assert job.hydra.runtime.choices.loss == loss and list(job.reg) == reg
             assert job.hydra.runtime.choices.family == LUCIC_FAMILIES.get(gan, "gan")
+            # compare_gan v1 (the study's code): D on [0, 1] images, D called on reals and fakes apart, its init
+            assert job.data.range == "unit" and job.family.d_calls == "separate"
+            assert job.model.generator.init == job.model.discriminator.init == "compare_gan"
+            if preset in ("mnist", "fashion_mnist"):  # Lucic's FID on MNIST-like data: Inception, gray -> RGB
+                assert job.metrics.extractor == "inception"
             assert job.optim.prior == ("normal" if gan == "vae" else "uniform")  # compare_gan v1's z
-            if gan == "began":  # compare_gan v1's BEGAN: k unclipped, L1 on [0, 1] images, its defaults
-                assert (job.family.clip_k, job.family.error_scale, job.family.autoencoder) == (False, 0.5, "lucic")
+            if gan in ("began", "vae"):  # compare_gan v1's: D/encoder on [0, 1] images
+                assert job.data.range == "unit"
+            if gan == "began":  # compare_gan v1's BEGAN: k unclipped, its autoencoder, its defaults
+                assert (job.family.clip_k, job.family.autoencoder) == (False, "lucic")
                 job.search.sample = 0
                 apply_search(job)
                 lo, hi = (0.0, 1.0) if phase == "lucic2018_wide" else (0.6, 0.9)
