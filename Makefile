@@ -21,6 +21,7 @@ test: install
 
 bench: install
 	$(PY) scripts/bench_train.py
+	$(PY) scripts/bench_families.py
 	$(PY) scripts/bench_metrics.py
 	$(PY) scripts/bench_analyze.py
 	$(PY) scripts/bench_sweep_overhead.py

@@ -272,21 +272,28 @@ class GAN(ResumableState, L.LightningModule):
         cond = {k: torch.cat([real_cond[k], fake_cond[k]]) for k in real_cond}
         return split_output(self.discriminate(torch.cat([real, fake]), cond), real.shape[0] // self.pack)
 
-    def discriminator_step(self, batch) -> dict[str, Tensor]:
-        real, real_cond = self.real_inputs(batch)
-        with torch.no_grad():
-            inputs = self.sample_inputs(real.shape[0])
-            fake = self.generate(inputs)
-        fake_cond = self.fake_condition(inputs)
+    def d_loss_terms(self, real: Tensor, real_cond: dict, fake: Tensor, fake_cond: dict, inputs: dict) -> tuple:
+        """(D's output on reals, on fakes, D's loss terms): the adversarial loss, the family's terms and every
+        penalty due at this D step (lazy ones every ``interval`` steps, times ``interval``); penalties see the
+        fakes detached."""
         real_out, fake_out = self.discriminate_pair(real, real_cond, fake, fake_cond, self.joint_d_step)
         terms = {"loss/d": self.d_adversarial(real_out, fake_out),
                  **self.d_terms(real_out, fake_out, real_cond, inputs)}
         critic = self.penalty_critic(real_cond, fake_cond)
         for name, reg in self.regularizers.items():
             if self.d_step % reg.interval == 0:
-                term = reg.penalty(critic, self.d_inputs(real), self.d_inputs(fake))
+                term = reg.penalty(critic, self.d_inputs(real), self.d_inputs(fake.detach()))
                 if term is not None:
                     terms[f"reg/{name}"] = term * reg.interval
+        return real_out, fake_out, terms
+
+    def discriminator_step(self, batch) -> dict[str, Tensor]:
+        real, real_cond = self.real_inputs(batch)
+        with torch.no_grad():
+            inputs = self.sample_inputs(real.shape[0])
+            fake = self.generate(inputs)
+        fake_cond = self.fake_condition(inputs)
+        real_out, fake_out, terms = self.d_loss_terms(real, real_cond, fake, fake_cond, inputs)
         total = sum(terms.values())
         if self._check_finite(total, terms):
             opt_d = self.optimizers()[1]
@@ -332,15 +339,7 @@ class GAN(ResumableState, L.LightningModule):
         inputs = self.sample_inputs(real.shape[0])
         fake = self.generate(inputs)
         fake_cond = self.fake_condition(inputs)
-        real_out, fake_out = self.discriminate_pair(real, real_cond, fake, fake_cond, self.joint_d_step)
-        d_terms = {"loss/d": self.d_adversarial(real_out, fake_out),
-                   **self.d_terms(real_out, fake_out, real_cond, inputs)}
-        critic = self.penalty_critic(real_cond, fake_cond)
-        for name, reg in self.regularizers.items():
-            if self.d_step % reg.interval == 0:
-                term = reg.penalty(critic, self.d_inputs(real), self.d_inputs(fake.detach()))
-                if term is not None:
-                    d_terms[f"reg/{name}"] = term * reg.interval
+        real_out, fake_out, d_terms = self.d_loss_terms(real, real_cond, fake, fake_cond, inputs)
         g_terms = {"loss/g": self.g_adversarial(fake_out, real_out), **self.g_terms(fake, fake_out, inputs)}
         total_d, total_g = sum(d_terms.values()), sum(g_terms.values())
         if self._check_finite(total_d + total_g, {**d_terms, **g_terms}):
