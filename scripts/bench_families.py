@@ -109,7 +109,7 @@ class PlainBEGAN:
         opt_d.zero_grad(set_to_none=True)
         (l_real - self.k * l_fake).backward()
         opt_d.step()
-        self.k = min(max(self.k + self.lambda_k * float(self.gamma * l_real - l_fake), 0.0), 1.0)
+        self.k = min(max(self.k + self.lambda_k * float((self.gamma * l_real - l_fake).detach()), 0.0), 1.0)
 
     def g(self, m, n, z_dim, opt_g):
         m.D.requires_grad_(False)
