@@ -58,8 +58,24 @@ def test_yaml_instantiates_the_class(name):
     assert type(loss) is CASES[name][0]
 
 
+# the games of families that are not adversarial losses of logits: tested with their family (test_family_began.py,
+# test_family_vae.py); here, that no other family can use them
+FAMILY_GAMES = {"began": "family=began", "vae": "family=vae"}
+
+
 def test_every_loss_yaml_is_tested():
-    assert {p.stem for p in (CONF_DIR / "loss").glob("*.yaml")} == set(CASES)
+    assert {p.stem for p in (CONF_DIR / "loss").glob("*.yaml")} == set(CASES) | set(FAMILY_GAMES)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_GAMES))
+def test_a_familys_game_refuses_plain_logits(name):
+    from ganbench.errors import ConfigError
+
+    loss = instantiate(OmegaConf.load(CONF_DIR / "loss" / f"{name}.yaml"))
+    with pytest.raises(ConfigError, match=FAMILY_GAMES[name]):
+        loss.discriminator(REAL, FAKE)
+    with pytest.raises(ConfigError, match=FAMILY_GAMES[name]):
+        loss.generator(FAKE)
 
 
 def test_mm_and_ns_share_d_loss_but_not_g_gradients():
