@@ -16,6 +16,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ganbench.errors import ConfigError, GanbenchError
 from ganbench.nets.init import apply_init
+from ganbench.regularizers import apply_spectral_norm
+
+#: nets a model YAML may put under ``spectral_norm`` (SAGAN, BigGAN normalise G and D as part of the model)
+SN_NETS = ("generator", "discriminator")
 
 
 def instantiate_or_explain(node, **kwargs):
@@ -48,6 +52,17 @@ def network_inits(cfg: DictConfig) -> tuple[dict[str, str], DictConfig]:
     return inits, stripped
 
 
+def model_spectral_norm(cfg: DictConfig) -> list[str]:
+    """The nets the model itself spectrally normalises (``model.spectral_norm``: a list of generator/discriminator),
+    applied after their initialisation, once per layer even with ``reg=sn``."""
+    nets = OmegaConf.select(cfg, "model.spectral_norm", default=None) or []
+    nets = [nets] if isinstance(nets, str) else list(nets)
+    bad = [n for n in nets if n not in SN_NETS]
+    if bad:
+        raise ConfigError(f"model.spectral_norm lists nets from {', '.join(SN_NETS)}; got {bad}")
+    return nets
+
+
 def build(cfg: DictConfig):
     """Instantiate data, the family's networks and module, loss, regularizers, augmentation and evaluator; return
     (module, datamodule, evaluator). The family (conf/family) decides how its networks are built and trained."""
@@ -57,10 +72,16 @@ def build(cfg: DictConfig):
     family = instantiate_or_explain(cfg.family)  # a functools.partial of the family's LightningModule class
     options = {k: v for k, v in OmegaConf.to_container(cfg.family, resolve=True).items() if not k.startswith("_")}
     inits, net_cfg = network_inits(cfg)
+    if cfg.model.get("conditional") == "native" and not family.func.native_conditioning:
+        raise ConfigError(f"model={cfg.model.get('name', '?')} is class-conditional (its G takes labels): use "
+                          f"family=conditional with labelled data; family={family.func.family_name()} cannot train it")
     G, D, extra = family.func.build_networks(net_cfg, dm, {"norm": norms[0]} if norms else {}, options)
     apply_init(G, inits["generator"], "model.generator")
     apply_init(D, inits["discriminator"], "model.discriminator")
+    for net in model_spectral_norm(cfg):
+        apply_spectral_norm({"generator": G, "discriminator": D}[net])
     for reg in regs.values():
+        reg.check_data(tuple(dm.shape))
         reg.configure(G, D)
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     optim["lr_g"] = optim["lr_g"] if optim.get("lr_g") is not None else optim["lr"]
@@ -68,6 +89,8 @@ def build(cfg: DictConfig):
     try:
         module = family(G, D, loss=instantiate_or_explain(cfg.loss), regularizers=regs,
                         augment=instantiate_or_explain(cfg.augment), optim=optim, ema_decay=cfg.ema.decay,
+                        ema_start=cfg.ema.get("start", 0), truncation=cfg.samples.get("truncation"),
+                        truncation_mode=cfg.samples.get("truncation_mode", "resample"),
                         num_fixed=cfg.samples.num, log_every=cfg.log_every, seed=cfg.seed, **extra)
     except TypeError as exc:  # an option the family's class does not take
         raise ConfigError(f"family={family.func.family_name()}: {exc}") from None
@@ -100,6 +123,12 @@ def make_trainer(cfg: DictConfig, module, run_dir: Path, evaluator, loggers):
     if sys.stderr.isatty() or sys.stdout.isatty():
         callbacks.append(RichProgressBar())
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    compile_backend, compile_mode = trainer_kwargs.pop("compile_backend", "inductor"), trainer_kwargs.pop(
+        "compile_mode", None)
+    if trainer_kwargs.pop("compile", False):
+        from ganbench.compile import CompileNetworks
+
+        callbacks.insert(0, CompileNetworks(compile_backend, compile_mode))
     # a trainer option given as a Hydra node (debug=profile's profiler) is built here
     trainer_kwargs = {k: instantiate(v) if isinstance(v, dict) and "_target_" in v else v
                       for k, v in trainer_kwargs.items()}

@@ -31,12 +31,13 @@ def finish(record, run_dir, module, trainer, callbacks, start, cfg) -> None:
             record["eval_time_s"] = round(ev.seconds, 3)
             record["metrics"] = {
                 "primary": ev.evaluator.primary,
-                "protocol": {**ev.evaluator.protocol(), **({"family": module.extra_protocol()}
-                                                           if module is not None and module.extra_protocol() else {})},
+                "protocol": {**ev.evaluator.protocol(), **(module.run_protocol() if module is not None else {})},
                 "final_step": final.get("g_step"), "final": {k: v for k, v in final.items() if k != "g_step"},
                 "best_step": (ev.best or {}).get("g_step"),
                 "best": {k: v for k, v in (ev.best or {}).items() if k != "g_step"},
                 "history": ev.history}
+        if "CompileNetworks" in callbacks:
+            record["compiled"] = callbacks["CompileNetworks"].compiled
         ckpt = callbacks["Checkpointer"]
         drop_last = record["status"] == "completed" and not ckpt.keep_last
         record["files"] = {

@@ -8,9 +8,14 @@ Every regularizer is one class deriving from ``Regularizer`` and overriding what
     reg.after_d_step(D)                           # a constraint applied after every D update (weight clipping)
     reg.d_norm                                    # a normalization-layer factory for D's hidden layers (bn, ln)
     reg.configure(G, D)                           # a change to the networks at build time (spectral norm)
+    reg.check_data(shape)                         # refuse data it cannot apply to (CR on 2-D vectors)
+    reg.d_step_term(gan, inputs, fake, fake_out)  # a D-loss term that needs G or the family (zCR)
+    reg.g_step_term(gan, inputs, fake)            # a G-loss term (zCR's, orthogonal regularization)
+    reg.protocol()                                # what the run used, recorded in result.json
 
 ``D`` is any callable from a batch to logits of shape (N,): the trainer passes the discriminator composed with the
-augmentation, so penalties see what the discriminator sees. Several regularizers compose (``reg=[gp,sn]``).
+augmentation, so penalties see what the discriminator sees; ``critic.fake`` is the same critic with the fakes'
+condition (class labels of the conditional family; the critic itself elsewhere). Several regularizers compose (``reg=[gp,sn]``).
 
 To add one: write one subclass here (or anywhere importable) and one YAML in conf/reg/ with the header
 ``# @package reg.<name>`` and a ``_target_`` naming the class. Nothing else changes.
@@ -86,6 +91,22 @@ class Regularizer:
 
     def after_d_step(self, discriminator: nn.Module) -> None:
         """A constraint applied after every discriminator update."""
+
+    def check_data(self, shape: tuple) -> None:
+        """Raise ConfigError when the data (its sample ``shape``: (C, H, W) or (D,)) is not something this applies to."""
+
+    def d_step_term(self, gan, inputs: dict, fake: Tensor, fake_out) -> Tensor | None:
+        """A (weighted) term of D's loss that needs the family module ``gan`` (its ``generate``, ``discriminate``):
+        ``inputs`` made ``fake`` (no grad), on which D output ``fake_out``. Called once per D step."""
+        return None
+
+    def g_step_term(self, gan, inputs: dict, fake: Tensor) -> Tensor | None:
+        """A (weighted) term of G's loss; ``fake = gan.generate(inputs)`` with its graph. Called once per G step."""
+        return None
+
+    def protocol(self) -> dict:
+        """What this regularizer did, for result.json (empty: nothing beyond its config)."""
+        return {}
 
     def __call__(self, critic: Critic, real: Tensor, fake: Tensor) -> Tensor:
         """The penalty as a tensor (zero for regularizers without one): the documented Python API."""
@@ -257,11 +278,15 @@ class SpectralNorm(Regularizer):
 
 
 def apply_spectral_norm(net: nn.Module, power_iterations: int = 1) -> nn.Module:
+    """Spectral norm on every Linear/Conv of ``net`` not normalised yet (a model that declares ``spectral_norm``
+    and ``reg=sn`` together normalise each layer once)."""
+    from torch.nn.utils import parametrize
     from torch.nn.utils.parametrizations import spectral_norm
 
     layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)
     for module in [m for m in net.modules() if isinstance(m, layers)]:
-        spectral_norm(module, n_power_iterations=power_iterations)
+        if not parametrize.is_parametrized(module, "weight"):
+            spectral_norm(module, n_power_iterations=power_iterations)
     return net
 
 

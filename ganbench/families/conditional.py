@@ -123,9 +123,22 @@ def _concat_generator(cfg, shape: tuple, k: int, options: Mapping, name: str) ->
     return ConcatGenerator(inner, k, options.get("embed_dim"))
 
 
+def _native_generator(cfg, shape: tuple, k: int, options: Mapping, name: str) -> nn.Module:
+    """A G that conditions itself (``model.conditional: native``, e.g. BigGAN's shared embedding and cBN)."""
+    from ganbench.build import instantiate_or_explain
+
+    if options["g_cond"] != "cbn" or options.get("shared_embedding") is not None:
+        raise ConfigError(f"{name} conditions its generator itself (model.conditional=native); leave family.g_cond=cbn "
+                          f"and family.shared_embedding=null (set the model's own options, e.g. "
+                          f"model.generator.shared_dim)")
+    return instantiate_or_explain(cfg.model.generator, z_dim=cfg.optim.z_dim, data_shape=shape, num_classes=k)
+
+
 def _cbn_generator(cfg, shape: tuple, k: int, options: Mapping, name: str) -> nn.Module:
     from ganbench.build import instantiate_or_explain
 
+    if cfg.model.get("conditional") == "native":
+        return _native_generator(cfg, shape, k, options, name)
     inner = instantiate_or_explain(cfg.model.generator, z_dim=cfg.optim.z_dim, data_shape=shape)
     return CBNGenerator(inner, k, options.get("shared_embedding"), name=name)
 
@@ -157,6 +170,7 @@ class Conditional(GAN):
     """Class-conditional GAN (see the module docstring). Options: conf/family/conditional.yaml."""
 
     supports_pack = False
+    native_conditioning = True  # takes models whose G conditions itself (model.conditional: native)
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, *, num_classes: int | None = None,
                  fake_labels: str = "uniform", g_cond: str = "cbn", d_cond: str = "projection",
@@ -241,6 +255,7 @@ class Conditional(GAN):
             is_fake = fake is not None and x.shape == fake.shape and torch.equal(x, fake.to(x.dtype))
             return self.critic(x, {"y": (fake_cond if is_fake else real_cond)["y"]})
 
+        critic.fake = lambda x: self.critic(x, {"y": fake_cond["y"]})
         return critic
 
     # -- ACGAN's terms ----------------------------------------------------------------------------------------------
@@ -257,7 +272,9 @@ class Conditional(GAN):
     def sample_class(self, c: int, n: int) -> Tensor:
         """n samples of class c from the evaluation generator."""
         y = torch.full((n,), int(c), dtype=torch.long, device=self.device)
-        return self.sample(inputs={"z": self.sample_z(n), "y": y})
+        with self.evaluation_prior():
+            z = self.sample_z(n)
+        return self.sample(inputs={"z": z, "y": y})
 
     def extra_metrics(self, evaluator) -> dict[str, float]:
         return {} if self.class_metrics is None else self.class_metrics(evaluator, self.sample_class)

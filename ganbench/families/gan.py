@@ -34,13 +34,14 @@ from torch.optim.swa_utils import AveragedModel
 
 from ganbench.errors import ConfigError
 from ganbench.families.common import D_CALLS, PRIORS, Output, ema_avg_fn, logit, split_output
+from ganbench.families.sampling import EMASampling
 from ganbench.families.simultaneous import SimultaneousUpdates
 from ganbench.families.state import ResumableState
 from ganbench.losses import AdversarialLoss
 from ganbench.regularizers import Regularizer
 
 
-class GAN(SimultaneousUpdates, ResumableState, L.LightningModule):
+class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
     """Unconditional GAN: G maps a prior sample z to data, D scores data with a logit.
 
     Args:
@@ -50,6 +51,8 @@ class GAN(SimultaneousUpdates, ResumableState, L.LightningModule):
         augment: a differentiable module applied to every D input (conf/augment).
         optim: mapping with lr_g, lr_d, beta1, beta2, n_disc, z_dim, prior.
         ema_decay: decay of the generator's exponential moving average; 0 disables it.
+        ema_start: G steps during which the EMA generator is a copy of G (BigGAN's ``ema_start``).
+        truncation, truncation_mode: the evaluation prior's truncation (``families/sampling.py``).
         num_fixed: size of the fixed latent batch used for sample grids.
         log_every: generator steps between logged scalars.
         pack: PacGAN's packing degree m (1: D scores single samples).
@@ -57,11 +60,14 @@ class GAN(SimultaneousUpdates, ResumableState, L.LightningModule):
 
     #: whether ``family.pack > 1`` makes sense for this family (D scores single unconditioned samples)
     supports_pack = True
+    #: whether it takes a model whose G is class-conditional by construction (``model.conditional: native``)
+    native_conditioning = False
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss,
                  regularizers: Mapping[str, Regularizer], augment: nn.Module, optim: Mapping,
                  ema_decay: float = 0.999, num_fixed: int = 64, log_every: int = 10, seed: int = 0,
-                 pack: int = 1, d_calls: str = "joint_in_d_step"):
+                 pack: int = 1, d_calls: str = "joint_in_d_step", ema_start: int = 0,
+                 truncation: float | None = None, truncation_mode: str = "resample"):
         super().__init__()
         self.automatic_optimization = False
         self.G, self.D, self.augment = generator, discriminator, augment
@@ -86,10 +92,15 @@ class GAN(SimultaneousUpdates, ResumableState, L.LightningModule):
         self.ema_decay = float(ema_decay)
         self.G_ema = AveragedModel(generator, multi_avg_fn=ema_avg_fn(self.ema_decay), use_buffers=False) \
             if self.ema_decay > 0 else None
+        self.ema_start = int(ema_start)
+        if self.ema_start < 0 or self.ema_start != ema_start:
+            raise ConfigError(f"ema.start must be an integer >= 0 (G steps copying G before averaging); got {ema_start}")
+        self.setup_truncation(truncation, truncation_mode)
         self.log_every = max(1, int(log_every))
         self.seed = int(seed)
         fixed = torch.Generator().manual_seed(self.seed)
-        self.register_buffer("fixed_z", self._prior(int(num_fixed), self.z_dim, generator=fixed))
+        with self.evaluation_prior():  # the sample grids' latents, truncated like the metrics' ones
+            self.register_buffer("fixed_z", self.draw_prior(int(num_fixed), generator=fixed))
         self.g_step = 0
         self.d_step = 0
         self.did_g_step = False  # whether the last training_step updated G (callbacks read it)
@@ -133,7 +144,7 @@ class GAN(SimultaneousUpdates, ResumableState, L.LightningModule):
 
     # -- what G receives (override in a family) ---------------------------------------------------------------------
     def sample_z(self, n: int) -> Tensor:
-        return self._prior(n, self.z_dim, device=self.device)
+        return self.draw_prior(n, device=self.device)
 
     def sample_inputs(self, n: int) -> dict[str, Tensor]:
         """Everything G's input is made of, for ``n`` samples (a conditional family adds labels, InfoGAN codes)."""
@@ -180,8 +191,13 @@ class GAN(SimultaneousUpdates, ResumableState, L.LightningModule):
             reg.data_range = (0.0, 1.0) if unit else (-1.0, 1.0)
 
     def penalty_critic(self, real_cond: Mapping[str, Tensor], fake_cond: Mapping[str, Tensor]) -> Callable:
-        """The critic the penalties call (on real, fake and interpolated samples): D with the reals' condition."""
-        return lambda x: self.critic(x, real_cond)
+        """The critic the penalties call (on real, fake and interpolated samples): D with the reals' condition;
+        ``critic.fake`` scores with the fakes' condition."""
+        def critic(x: Tensor) -> Tensor:
+            return self.critic(x, real_cond)
+
+        critic.fake = lambda x: self.critic(x, fake_cond)
+        return critic
 
     # -- packing (PacGAN) -------------------------------------------------------------------------------------------
     def packed(self, x: Tensor) -> Tensor:
@@ -206,43 +222,17 @@ class GAN(SimultaneousUpdates, ResumableState, L.LightningModule):
         """Terms added to G's loss besides the adversarial one (e.g. InfoGAN's mutual information)."""
         return {}
 
+    def regularizer_g_terms(self, inputs: dict, fake: Tensor) -> dict[str, Tensor]:
+        """The regularizers' terms of G's loss (zCR, orthogonal regularization)."""
+        terms = {}
+        for name, reg in self.regularizers.items():
+            term = reg.g_step_term(self, inputs, fake)
+            if term is not None:
+                terms[f"reg/{name}_g"] = term
+        return terms
+
     def after_d_step(self, real_out: Output, fake_out: Output, terms: dict) -> None:
         """State updated after each D step from that step's values (BEGAN's k)."""
-
-    @torch.no_grad()
-    def update_ema(self) -> None:
-        """The EMA generator follows G: parameters averaged, buffers (batch norm statistics, spectral norm's u and v)
-        copied, as StyleGAN2-ADA does (NVlabs/stylegan2-ada-pytorch@d72cc7d ``training/training_loop.py``): an
-        averaged u/v would no longer be unit vectors and would underestimate sigma."""
-        if self.G_ema is None:
-            return
-        self.G_ema.update_parameters(self.G)
-        for b_ema, b in zip(self.G_ema.module.buffers(), self.G.buffers()):
-            b_ema.copy_(b)
-
-    # -- sampling ---------------------------------------------------------------------------------------------------
-    @property
-    def sampler(self) -> nn.Module:
-        """The generator used for samples and evaluation: the EMA copy when there is one."""
-        return self.G_ema.module if self.G_ema is not None else self.G
-
-    @torch.no_grad()
-    def sample(self, n: int | None = None, z: Tensor | None = None, batch_size: int = 256,
-               inputs: Mapping[str, Tensor] | None = None) -> Tensor:
-        """``n`` samples from the evaluation generator (eval mode), in chunks; the training mode is restored.
-        ``inputs`` (or ``z``) fixes G's inputs; otherwise they are drawn with ``sample_inputs``."""
-        net = self.sampler
-        was_training = net.training
-        net.eval()
-        try:
-            if inputs is None:
-                inputs = self.sample_inputs(int(n)) if z is None else {"z": z}
-            inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            total = len(next(iter(inputs.values())))
-            chunks = [{k: v[i:i + batch_size] for k, v in inputs.items()} for i in range(0, total, batch_size)]
-            return torch.cat([self.generate(chunk, net) for chunk in chunks]).float()
-        finally:
-            net.train(was_training)
 
     def extra_metrics(self, evaluator) -> dict[str, float]:
         """A family's own metrics, logged with the evaluator's (conditional: intra-FID, accuracy; InfoGAN: code
@@ -252,6 +242,13 @@ class GAN(SimultaneousUpdates, ResumableState, L.LightningModule):
     def extra_protocol(self) -> dict:
         """How ``extra_metrics`` were computed (recorded in result.json beside the evaluator's protocol)."""
         return {}
+
+    def run_protocol(self) -> dict:
+        """What of the metrics' protocol the module decides: the family's own metrics, the samples' truncation,
+        what the regularizers did (e.g. CR's transform); only the non-empty parts."""
+        parts = {"family": self.extra_protocol(), "sampling": self.truncation_protocol(),
+                 "regularizers": {k: v for k, v in ((n, r.protocol()) for n, r in self.regularizers.items()) if v}}
+        return {k: v for k, v in parts.items() if v}
 
     # -- optimisation -----------------------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -286,6 +283,9 @@ class GAN(SimultaneousUpdates, ResumableState, L.LightningModule):
                 term = reg.penalty(critic, self.d_inputs(real), self.d_inputs(fake.detach()))
                 if term is not None:
                     terms[f"reg/{name}"] = term * reg.interval
+            term = reg.d_step_term(self, inputs, fake.detach(), fake_out)
+            if term is not None:
+                terms[f"reg/{name}_d"] = term
         return real_out, fake_out, terms
 
     def discriminator_step(self, batch) -> dict[str, Tensor]:
@@ -319,7 +319,8 @@ class GAN(SimultaneousUpdates, ResumableState, L.LightningModule):
                 fake_out = self.discriminate(fake, self.fake_condition(inputs))
                 real_out = self.discriminate(real, real_cond or {}) \
                     if getattr(self.loss, "needs_real_in_g_step", False) else None
-            terms = {"loss/g": self.g_adversarial(fake_out, real_out), **self.g_terms(fake, fake_out, inputs)}
+            terms = {"loss/g": self.g_adversarial(fake_out, real_out), **self.g_terms(fake, fake_out, inputs),
+                     **self.regularizer_g_terms(inputs, fake)}
             total = sum(terms.values())
             if self._check_finite(total, terms):
                 opt_g = self.optimizers()[0]

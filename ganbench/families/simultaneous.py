@@ -22,7 +22,8 @@ class SimultaneousUpdates:
         fake = self.generate(inputs)
         fake_cond = self.fake_condition(inputs)
         real_out, fake_out, d_terms = self.d_loss_terms(real, real_cond, fake, fake_cond, inputs)
-        g_terms = {"loss/g": self.g_adversarial(fake_out, real_out), **self.g_terms(fake, fake_out, inputs)}
+        g_terms = {"loss/g": self.g_adversarial(fake_out, real_out), **self.g_terms(fake, fake_out, inputs),
+                   **self.regularizer_g_terms(inputs, fake)}
         total_d, total_g = sum(d_terms.values()), sum(g_terms.values())
         if self._check_finite(total_d + total_g, {**d_terms, **g_terms}):
             d_params = [p for p in self.D.parameters() if p.requires_grad]

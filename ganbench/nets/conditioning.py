@@ -37,7 +37,6 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ganbench.errors import ConfigError
-from ganbench.nets.resblocks import ResNetGenerator
 
 
 # -- pure pieces --------------------------------------------------------------------------------------------------
@@ -129,9 +128,9 @@ class ConditionalBatchNorm(nn.Module):
 
 
 def conditional_norm_scope(generator: nn.Module) -> nn.Module:
-    """Where the BatchNorms to condition live: a ResNet G's blocks (its output BN stays unconditional, as SNP's
-    ``b5`` and BigGAN's ``output_layer``), the whole net otherwise."""
-    return generator.blocks if isinstance(generator, ResNetGenerator) else generator
+    """Where the BatchNorms to condition live: a residual G's ``blocks`` (ResNet, SAGAN; its output BN stays
+    unconditional, as SNP's ``b5`` and BigGAN's ``output_layer``), the whole net otherwise."""
+    return generator.blocks if isinstance(getattr(generator, "blocks", None), nn.Module) else generator
 
 
 def replace_batch_norms(net: nn.Module, num_classes: int, shared_dim: int | None) -> int:

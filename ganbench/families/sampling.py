@@ -1,0 +1,133 @@
+"""The evaluation generator of the families: G's exponential moving average and sampling with truncation.
+
+A mixin of ``GAN``. EMA (``ema.decay``, ``ema.start``): the averaged copy follows G's parameters with decay
+``min(decay, (1 + t) / (10 + t))`` (t = updates averaged) and copies G's buffers; until G step ``ema.start`` it is
+an exact copy of G, as BigGAN-PyTorch's ``utils.py::ema`` (``start_itr``, ajbrock/BigGAN-PyTorch@9845943).
+
+Truncation (``samples.truncation`` = t, ``samples.truncation_mode``), of a normal prior, wherever samples are drawn
+for grids and metrics (never in training):
+
+- ``resample``: every entry of z outside [-t, t] is drawn again until all are inside: z ~ N(0, 1) truncated to
+  [-t, t] (StudioGAN's ``utils/sample.py::truncated_normal`` with ``scipy.stats.truncnorm``,
+  POSTECH-CVLab/PyTorch-StudioGAN@947b35e);
+- ``reduced_std``: z ~ N(0, t^2): BigGAN-PyTorch's truncation curves set the sampler's std (``z_.var = t``, which
+  its ``Distribution`` passes to ``normal_`` as the std; ``sample.py``, ``utils.py::Distribution``), "not exactly
+  identical to using tf.truncated_normal".
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from ganbench.errors import ConfigError
+
+
+def resampled_normal(n: int, d: int, t: float, **kw) -> Tensor:
+    """N(0, 1) truncated to [-t, t] by redrawing the entries outside it."""
+    z = torch.randn(n, d, **kw)
+    outside = z.abs() > t
+    while bool(outside.any()):
+        z = torch.where(outside, torch.randn(n, d, **kw), z)
+        outside = z.abs() > t
+    return z
+
+
+def reduced_std_normal(n: int, d: int, t: float, **kw) -> Tensor:
+    """N(0, t^2)."""
+    return torch.randn(n, d, **kw) * t
+
+
+TRUNCATIONS: dict[str, Callable[..., Tensor]] = {"resample": resampled_normal, "reduced_std": reduced_std_normal}
+
+
+def check_truncation(truncation, mode: str, prior: str) -> float | None:
+    """The truncation t (None: none) after checking it and its mode."""
+    if mode not in TRUNCATIONS:
+        raise ConfigError(f"samples.truncation_mode must be one of {', '.join(TRUNCATIONS)}; got {mode!r}")
+    if truncation is None:
+        return None
+    t = float(truncation)
+    if not (t > 0 and t < float("inf")):
+        raise ConfigError(f"samples.truncation must be a number > 0 (or null: no truncation); got {truncation!r}")
+    if prior != "normal":
+        raise ConfigError(f"samples.truncation truncates a normal prior; optim.prior={prior} (use optim.prior=normal "
+                          f"or samples.truncation=null)")
+    return t
+
+
+class EMASampling:
+    """EMA of G and sampling for grids and metrics (mixin of ``GAN``; expects G, G_ema, z_dim, device)."""
+
+    ema_start: int = 0
+    truncation: float | None = None
+    truncation_mode: str = "resample"
+    _truncating: bool = False
+
+    def setup_truncation(self, truncation, mode: str) -> None:
+        self.truncation = check_truncation(truncation, mode, self.optim_cfg["prior"])
+        self.truncation_mode = mode
+
+    def draw_prior(self, n: int, **kw) -> Tensor:
+        """z for ``n`` samples: truncated inside ``evaluation_prior()`` when samples.truncation is set."""
+        if self._truncating and self.truncation is not None:
+            return TRUNCATIONS[self.truncation_mode](n, self.z_dim, self.truncation, **kw)
+        return self._prior(n, self.z_dim, **kw)
+
+    @contextmanager
+    def evaluation_prior(self):
+        """Within it, ``sample_z`` draws the (truncated) evaluation prior."""
+        before, self._truncating = self._truncating, True
+        try:
+            yield
+        finally:
+            self._truncating = before
+
+    def truncation_protocol(self) -> dict:
+        return {} if self.truncation is None else {"truncation": self.truncation,
+                                                   "truncation_mode": self.truncation_mode}
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """The EMA generator follows G: parameters averaged, buffers (batch norm statistics, spectral norm's u and v)
+        copied, as StyleGAN2-ADA does (NVlabs/stylegan2-ada-pytorch@d72cc7d ``training/training_loop.py``): an
+        averaged u/v would no longer be unit vectors and would underestimate sigma. Before G step ``ema.start``
+        the parameters are copied too."""
+        if self.G_ema is None:
+            return
+        if self.g_step < self.ema_start:
+            for p_ema, p in zip(self.G_ema.module.parameters(), self.G.parameters()):
+                p_ema.copy_(p)
+            self.G_ema.n_averaged.fill_(1)  # averaging starts from this copy at step ema.start
+        else:
+            self.G_ema.update_parameters(self.G)
+        for b_ema, b in zip(self.G_ema.module.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator used for samples and evaluation: the EMA copy when there is one."""
+        return self.G_ema.module if self.G_ema is not None else self.G
+
+    @torch.no_grad()
+    def sample(self, n: int | None = None, z: Tensor | None = None, batch_size: int = 256,
+               inputs: Mapping[str, Tensor] | None = None) -> Tensor:
+        """``n`` samples from the evaluation generator (eval mode), in chunks; the training mode is restored.
+        ``inputs`` (or ``z``) fixes G's inputs; otherwise they are drawn with ``sample_inputs`` (z truncated when
+        samples.truncation is set)."""
+        net = self.sampler
+        was_training = net.training
+        net.eval()
+        try:
+            if inputs is None:
+                with self.evaluation_prior():
+                    inputs = self.sample_inputs(int(n)) if z is None else {"z": z}
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            total = len(next(iter(inputs.values())))
+            chunks = [{k: v[i:i + batch_size] for k, v in inputs.items()} for i in range(0, total, batch_size)]
+            return torch.cat([self.generate(chunk, net) for chunk in chunks]).float()
+        finally:
+            net.train(was_training)
