@@ -210,7 +210,8 @@ def test_model_config_instantiates(path):
     assert cfg.name == path.stem
     shape = HOME_SHAPE.get(cfg.name, (3, 32, 32))
     cfg.generator.pop("init", None), cfg.discriminator.pop("init", None)  # build() applies it, not the nets
-    g = instantiate(cfg.generator, z_dim=128, data_shape=shape)
+    extra = {"num_classes": 10} if cfg.get("conditional") == "native" else {}  # BigGAN's G takes labels
+    g = instantiate(cfg.generator, z_dim=128, data_shape=shape, **extra)
     d = instantiate(cfg.discriminator, data_shape=shape, norm=layer_norm)
     assert type(g).__module__ == type(d).__module__ == f"ganbench.nets.{MODULE.get(cfg.name, cfg.name)}"
     assert sum(p.numel() for p in g.parameters()) > 0 and sum(p.numel() for p in d.parameters()) > 0
