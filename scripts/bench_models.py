@@ -1,0 +1,89 @@
+"""model=sagan and model=biggan at 32 px: a ganbench training step vs a plain PyTorch loop of the same networks.
+
+Both loops train copies of the same networks as build() makes them (spectral norm, orthogonal init, BigGAN's
+projection D from family=conditional) with the hinge loss, Adam, the same batch size and data loader; rounds
+alternate (ABBA) and the median seconds per generator step are compared. EMA is off in both. The plain loops are
+bench_train's (unconditional: sagan) and bench_families' (conditional: biggan). CPU, batch 16, small widths.
+
+    python scripts/bench_models.py [--cases sagan biggan] [--rounds 4]
+
+Slow on a small CPU: about 6-9 s per generator step of each loop on 2 shared cores, so --rounds 4 takes about
+10 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+
+import lightning as L
+import torch
+
+from bench_families import time_plain as time_plain_conditional
+from bench_train import compose_cfg, time_ganbench, time_plain
+from ganbench.build import build
+from ganbench.train import quiet_lightning
+
+BASE = ["data=polygons", "data.resolution=32", "optim.batch_size=16", "loss=hinge", "reg=none", "metrics=none",
+        "ema.decay=0", "log_every=10"]
+CASES = {
+    # name: (overrides, warm-up steps, measured steps per round); G 64 channels, D 32 (sagan) / 64 (biggan)
+    "sagan": (["model=sagan", "model.generator.width=16", "model.discriminator.width=16", *BASE], 1, 4),
+    "biggan": (["model=biggan", "family=conditional", "model.generator.ch=16", "model.discriminator.ch=16", *BASE],
+               1, 4),
+}
+
+
+def plain_step_timer(name: str, module, dm, cfg, warmup: int, steps: int) -> float:
+    o = cfg.optim
+    if name == "biggan":
+        return time_plain_conditional("conditional", module, dm.train_dataloader(), o, warmup, steps)
+    return time_plain(module.G, module.D, module.loss, dm.train_dataloader(), o.z_dim, o.lr, (o.beta1, o.beta2),
+                      o.n_disc, warmup, steps)
+
+
+def bench(name: str, rounds: int) -> dict:
+    overrides, warmup, steps = CASES[name]
+    cfg = compose_cfg(overrides)
+    L.seed_everything(0, verbose=False)
+    module, dm, _ = build(cfg)
+    dm.setup()
+    state = copy.deepcopy(module.state_dict())
+    ours, plain = [], []
+
+    def fresh():
+        m, _, _ = build(cfg)
+        m.load_state_dict(state)
+        return m
+
+    def run_ours():
+        ours.append(time_ganbench(fresh(), dm, warmup, steps, cfg.optim.n_disc))
+
+    def run_plain():
+        plain.append(plain_step_timer(name, fresh(), dm, cfg, warmup, steps))
+
+    for r in range(rounds):  # ABBA order
+        for fn in ((run_ours, run_plain) if r % 2 == 0 else (run_plain, run_ours)):
+            fn()
+    t_ours, t_plain = statistics.median(ours), statistics.median(plain)
+    return {"case": name, "ours": t_ours, "plain": t_plain, "ratio": t_ours / t_plain, "runs": (ours, plain)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--rounds", type=int, default=4)
+    args = ap.parse_args()
+    quiet_lightning()
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 16, 32 px")
+    print(f"{'case':8} {'ganbench s/it':>13} {'plain s/it':>11} {'ratio':>6}  per-round ratios")
+    for name in args.cases:
+        r = bench(name, args.rounds)
+        per_round = " ".join(f"{a / b:.3f}" for a, b in zip(*r["runs"]))
+        print(f"{name:8} {r['ours']:13.5f} {r['plain']:11.5f} {r['ratio']:6.3f}  {per_round}")
+
+
+if __name__ == "__main__":
+    main()

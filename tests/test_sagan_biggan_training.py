@@ -1,0 +1,75 @@
+"""model=sagan and model=biggan through the CLI: 3 steps alone and with diffaug, cr, bcr, zcr, ortho, r1; the bad
+inputs; exact resume with ema.start and CR."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import result
+
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
+# labelled synthetic 32 px polygons (the vertex count is the class), tiny widths
+COMMON = ["optim.batch_size=4", "metrics=none", "logger=[csv]", "samples.every=0", "samples.num=8",
+          "optim.g_steps=3", "checkpoint.every=0", "loss=hinge"]
+DATA = ["data=polygons", "data.resolution=32", "data.n_train=64", *COMMON]
+SAGAN = ["model=sagan", "model.generator.width=2", "model.discriminator.width=4"]  # attention needs >= 8 channels
+BIGGAN = ["model=biggan", "family=conditional", "model.generator.ch=2", "model.discriminator.ch=2"]
+
+
+@pytest.mark.parametrize("model, extra", [
+    (SAGAN, []),
+    (SAGAN, ["augment=diffaug", "reg=[cr,ortho]"]),
+    (SAGAN + ["family=conditional"], ["reg=[bcr,zcr,r1]", "ema.start=2"]),
+    (BIGGAN, []),
+    (BIGGAN, ["augment=diffaug", "reg=[bcr,ortho]", "model.generator.hier=true", "optim.z_dim=20"]),
+    (BIGGAN, ["reg=[cr,zcr,r1]", "samples.truncation=0.5", "samples.truncation_mode=reduced_std"]),
+], ids=["sagan", "sagan-diffaug-cr-ortho", "sagan-cond-bcr-zcr-r1", "biggan", "biggan-hier-diffaug-bcr-ortho",
+        "biggan-cr-zcr-r1-trunc"])
+def test_trains_three_steps(run, tmp_path, model, extra):
+    code, out = run(*DATA, *model, *extra)
+    assert code == 0, out[-3000:]
+    rec = result(tmp_path / "run")
+    assert rec["status"] == "completed" and rec["g_steps"] == 3
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (SAGAN + ["model.generator.attention=[12]"], "model.generator.attention"),
+    (BIGGAN + ["model.generator.hier=true", "optim.z_dim=21"], "optim.z_dim"),
+    (BIGGAN + ["family=gan"], "family=conditional"),
+    (BIGGAN + ["data=swissroll"], "class labels"),
+    (SAGAN + ["reg=ortho", "reg.ortho.beta=-1"], "beta"),
+    (SAGAN + ["+model.spectral_norm=[mapping]"], "model.spectral_norm"),
+    (["model=mlp", "data=ring8", "reg=cr"], "reg=cr"),
+    (SAGAN + ["samples.truncation=0"], "samples.truncation"),
+])
+def test_bad_input_is_one_line(run, overrides, message):
+    images = not any(o in overrides for o in ("data=swissroll", "data=ring8"))
+    code, out = run(*(DATA if images else COMMON), *overrides)
+    assert code == 2, out[-2000:]
+    errors = [line for line in out.splitlines() if line.startswith("ganbench: error:")]
+    assert len(errors) == 1 and message in errors[0], out[-2000:]
+
+
+RESUME = [*DATA, *BIGGAN, "optim.g_steps=8", "optim.n_disc=2", "loss._target_=kill_loss.KillAt", "reg=[cr]",
+          "ema.start=4", "ema.decay=0.9", "checkpoint.every=3", "log_every=1"]
+
+
+def test_sigkill_then_rerun_ends_bitwise_with_ema_start_and_cr(cli, run, tmp_path):
+    """Killed in the D step of generator step 5 (after the checkpoint at 3, before EMA averaging starts at 4)."""
+    code, out = run(*RESUME, run_dir=tmp_path / "reference")
+    assert code == 0, out[-3000:]
+    killed = cli(*RESUME, env={"GANBENCH_TEST_KILL_AT": "9", "OMP_NUM_THREADS": "1"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    code, out = run(*RESUME)
+    assert code == 0, out[-3000:]
+    ours = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    theirs = torch.load(tmp_path / "reference" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert not [k for k in ours["state_dict"] if not torch.equal(ours["state_dict"][k], theirs["state_dict"][k])]
+    for a, b in zip(ours["optimizer_states"], theirs["optimizer_states"]):
+        for p, q in zip(a["state"].values(), b["state"].values()):
+            assert all(torch.equal(p[k], q[k]) for k in p)
+    g = {k: v for k, v in ours["state_dict"].items() if k.startswith("G.")}
+    ema = {k[len("G_ema.module."):]: v for k, v in ours["state_dict"].items() if k.startswith("G_ema.module.")}
+    assert any(not torch.equal(v, ema[k[2:]]) for k, v in g.items() if v.is_floating_point())  # averaging began
