@@ -150,6 +150,11 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
         """Everything G's input is made of, for ``n`` samples (a conditional family adds labels, InfoGAN codes)."""
         return {"z": self.sample_z(n)}
 
+    def g_inputs(self, n: int, real_cond: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """G's inputs in a training step with ``n`` reals whose condition is ``real_cond``: drawn afresh
+        (``sample_inputs``); an image-to-image family takes them from the batch instead."""
+        return self.sample_inputs(n)
+
     def fixed_inputs(self) -> dict[str, Tensor]:
         """The fixed inputs of the sample grids."""
         return {"z": self.fixed_z}
@@ -291,7 +296,7 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
     def discriminator_step(self, batch) -> dict[str, Tensor]:
         real, real_cond = self.real_inputs(batch)
         with torch.no_grad():
-            inputs = self.sample_inputs(real.shape[0])
+            inputs = self.g_inputs(real.shape[0], real_cond)
             fake = self.generate(inputs)
         fake_cond = self.fake_condition(inputs)
         real_out, fake_out, terms = self.d_loss_terms(real, real_cond, fake, fake_cond, inputs)
@@ -304,6 +309,8 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
             for reg in self.regularizers.values():
                 reg.after_d_step(self.D)
             self.after_d_step(real_out, fake_out, terms)
+            if hasattr(self.augment, "observe"):  # adaptive augmentation (ADA) reads D's verdict on the reals
+                self.augment.observe(logit(real_out).detach())
         self.d_step += 1
         terms["d_real"], terms["d_fake"] = logit(real_out).mean(), logit(fake_out).mean()
         return terms
@@ -311,7 +318,7 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
     def generator_step(self, batch_size: int, real: Tensor, real_cond: dict | None = None) -> dict[str, Tensor]:
         self.D.requires_grad_(False)  # G's step needs D's input gradients only, not its weight gradients
         try:
-            inputs = self.sample_inputs(batch_size)
+            inputs = self.g_inputs(batch_size, real_cond or {})
             fake = self.generate(inputs)
             if self.joint_g_step:
                 real_out, fake_out = self.discriminate_pair(real, real_cond or {}, fake, self.fake_condition(inputs))
@@ -351,7 +358,7 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
     def log_scalars(self, values: Mapping[str, float]) -> None:
         """To every logger with the generator step as the x-axis, and the losses to the progress bar (if shown:
         Lightning's self.log machinery costs ~4 ms per call)."""
-        values = {**values, "g_step": self.g_step}
+        values = {**values, **getattr(self.augment, "scalars", dict)(), "g_step": self.g_step}
         for logger in self.loggers:
             logger.log_metrics(values, step=self.g_step)
         if self.trainer.progress_bar_callback is not None:

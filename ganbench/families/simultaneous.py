@@ -18,7 +18,7 @@ class SimultaneousUpdates:
         (``optim.simultaneous=true``; ALI's Blocks training loop, which PacGAN's toy code runs:
         fjxmlzn/PacGAN@190853e). Penalties see the fakes detached."""
         real, real_cond = self.real_inputs(batch)
-        inputs = self.sample_inputs(real.shape[0])
+        inputs = self.g_inputs(real.shape[0], real_cond)
         fake = self.generate(inputs)
         fake_cond = self.fake_condition(inputs)
         real_out, fake_out, d_terms = self.d_loss_terms(real, real_cond, fake, fake_cond, inputs)
