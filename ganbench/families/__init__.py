@@ -3,7 +3,8 @@
 ``gan.GAN`` is the shared loop (D steps, penalties, G step, EMA, divergence, checkpoints). A family is one
 subclass in one file here that overrides only what differs from it:
 
-- what G receives: ``sample_inputs(n)``, ``fixed_inputs()``, ``generate(inputs, net)``;
+- what G receives: ``sample_inputs(n)`` (in training ``g_inputs(n, real_cond)``: image-to-image families take the
+  batch's inputs), ``fixed_inputs()``, ``generate(inputs, net)``;
 - what D receives besides the images: ``real_inputs(batch)``, ``fake_condition(inputs)``, ``discriminate(x, cond)``
   (D's output: a logit tensor, or a dict with "logit" and the family's heads), ``penalty_critic``;
 - its extra loss terms: ``d_terms``, ``g_terms`` (or ``d_adversarial``/``g_adversarial`` for its own game), and
