@@ -10,6 +10,15 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs the suite on two xdist workers, one per core: one torch thread each (and in every
+    # subprocess they start), or two workers' thread pools oversubscribe the two cores many times over
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    import torch as _torch
+
+    _torch.set_num_threads(1)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # small, fast settings for the toy MLP on ring8
