@@ -39,6 +39,8 @@ class SimultaneousUpdates:
             for reg in self.regularizers.values():
                 reg.after_d_step(self.D)
             self.after_d_step(real_out, fake_out, d_terms)
+            if hasattr(self.augment, "observe"):  # adaptive augmentation (ADA)
+                self.augment.observe(logit(real_out).detach())
             self.update_ema()
         self.d_step += 1
         self.g_step += 1
