@@ -17,7 +17,7 @@ train: install
 	$(PY) -m ganbench.train experiment=quickstart
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile  # one worker per core; a file stays on one worker (its module fixtures run once)
 
 bench: install
 	$(PY) scripts/bench_train.py
