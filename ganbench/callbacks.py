@@ -144,7 +144,8 @@ class SampleGrid(L.Callback):
     def save(self, trainer, pl_module) -> Path | None:
         if trainer.global_rank != 0:
             return None
-        samples = pl_module.sample(inputs=pl_module.fixed_inputs()).cpu()
+        grid = getattr(pl_module, "sample_grid_images", None)  # a family's own grid (pix2pix: input | output | target)
+        samples = (grid() if grid is not None else pl_module.sample(inputs=pl_module.fixed_inputs())).cpu()
         if not torch.isfinite(samples).all():
             return None
         self.dirpath.mkdir(parents=True, exist_ok=True)

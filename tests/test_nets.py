@@ -203,6 +203,9 @@ HOME_SHAPE = {"mlp": (2,), "pacgan_toy": (2,), "resnet19": (3, 128, 128), "infog
 MODULE = {"pacgan_toy": "maxout"}  # the config's name -> its module in ganbench.nets, where they differ
 
 
+TRANSLATION_MODULES = {"pix2pix": ("ganbench.nets.unet", "ganbench.nets.patchgan")}
+
+
 @pytest.mark.parametrize("path", sorted(CONF_DIR.glob("*.yaml")), ids=lambda p: p.stem)
 def test_model_config_instantiates(path):
     assert path.read_text().startswith("# "), "each model config starts with a comment naming its paper"
@@ -210,10 +213,15 @@ def test_model_config_instantiates(path):
     assert cfg.name == path.stem
     shape = HOME_SHAPE.get(cfg.name, (3, 32, 32))
     cfg.generator.pop("init", None), cfg.discriminator.pop("init", None)  # build() applies it, not the nets
-    extra = {"num_classes": 10} if cfg.get("conditional") == "native" else {}  # BigGAN's G takes labels
-    g = instantiate(cfg.generator, z_dim=128, data_shape=shape, **extra)
-    d = instantiate(cfg.discriminator, data_shape=shape, norm=layer_norm)
-    assert type(g).__module__ == type(d).__module__ == f"ganbench.nets.{MODULE.get(cfg.name, cfg.name)}"
+    if cfg.get("translation"):  # image-to-image: G maps an image (1 channel here) to the data, D sees both
+        g = instantiate(cfg.generator, data_shape=shape, input_channels=1)
+        d = instantiate(cfg.discriminator, data_shape=(shape[0] + 1, *shape[1:]), norm=layer_norm)
+        assert (type(g).__module__, type(d).__module__) == TRANSLATION_MODULES[cfg.name]
+    else:
+        extra = {"num_classes": 10} if cfg.get("conditional") == "native" else {}  # BigGAN's G takes labels
+        g = instantiate(cfg.generator, z_dim=128, data_shape=shape, **extra)
+        d = instantiate(cfg.discriminator, data_shape=shape, norm=layer_norm)
+        assert type(g).__module__ == type(d).__module__ == f"ganbench.nets.{MODULE.get(cfg.name, cfg.name)}"
     assert sum(p.numel() for p in g.parameters()) > 0 and sum(p.numel() for p in d.parameters()) > 0
     assert any(isinstance(m, nn.GroupNorm) for m in d.modules())
 
