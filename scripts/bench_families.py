@@ -177,19 +177,24 @@ def bench(name: str, rounds: int) -> dict:
     return {"case": name, "ours": t_ours, "plain": t_plain, "ratio": t_ours / t_plain, "runs": (ours, plain)}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+def report(description: str, cases, bench_fn, note: str = "") -> None:
+    """The command line of a ganbench-vs-plain benchmark: --cases, --rounds; one row per case."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--cases", nargs="+", default=list(cases), choices=list(cases))
     ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()
     quiet_lightning()
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{note}")
     print(f"{'case':16} {'ganbench s/it':>13} {'plain s/it':>11} {'ratio':>6}  per-round ratios")
     for name in args.cases:
-        r = bench(name, args.rounds)
+        r = bench_fn(name, args.rounds)
         per_round = " ".join(f"{a / b:.3f}" for a, b in zip(*r["runs"])) if r["runs"][1] else "-"
         print(f"{name:16} {r['ours']:13.5f} {r['plain']:11.5f} {r['ratio']:6.3f}  {per_round}")
+
+
+def main():
+    report(__doc__.splitlines()[0], CASES, bench)
 
 
 if __name__ == "__main__":

@@ -7,31 +7,28 @@ bench_train's (unconditional: sagan) and bench_families' (conditional: biggan). 
 
     python scripts/bench_models.py [--cases sagan biggan] [--rounds 4]
 
-Slow on a small CPU: about 6-9 s per generator step of each loop on 2 shared cores, so --rounds 4 takes about
-10 minutes.
+About 0.3 s (sagan) and 0.5 s (biggan) per generator step on 2 quiet CPU cores; --rounds 4 takes about 3 minutes.
+Run it on a quiet machine: other processes show up as spread between rounds.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
 
 import lightning as L
-import torch
 
-from bench_families import time_plain as time_plain_conditional
+from bench_families import report, time_plain as time_plain_conditional
 from bench_train import compose_cfg, time_ganbench, time_plain
 from ganbench.build import build
-from ganbench.train import quiet_lightning
 
 BASE = ["data=polygons", "data.resolution=32", "optim.batch_size=16", "loss=hinge", "reg=none", "metrics=none",
         "ema.decay=0", "log_every=10"]
 CASES = {
     # name: (overrides, warm-up steps, measured steps per round); G 64 channels, D 32 (sagan) / 64 (biggan)
-    "sagan": (["model=sagan", "model.generator.width=16", "model.discriminator.width=16", *BASE], 1, 4),
+    "sagan": (["model=sagan", "model.generator.width=16", "model.discriminator.width=16", *BASE], 2, 12),
     "biggan": (["model=biggan", "family=conditional", "model.generator.ch=16", "model.discriminator.ch=16", *BASE],
-               1, 4),
+               2, 12),
 }
 
 
@@ -71,18 +68,7 @@ def bench(name: str, rounds: int) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    ap.add_argument("--rounds", type=int, default=4)
-    args = ap.parse_args()
-    quiet_lightning()
-    torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 16, 32 px")
-    print(f"{'case':8} {'ganbench s/it':>13} {'plain s/it':>11} {'ratio':>6}  per-round ratios")
-    for name in args.cases:
-        r = bench(name, args.rounds)
-        per_round = " ".join(f"{a / b:.3f}" for a, b in zip(*r["runs"]))
-        print(f"{name:8} {r['ours']:13.5f} {r['plain']:11.5f} {r['ratio']:6.3f}  {per_round}")
+    report(__doc__.splitlines()[0], CASES, bench, note=", batch 16, 32 px")
 
 
 if __name__ == "__main__":
