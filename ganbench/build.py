@@ -89,7 +89,8 @@ def build(cfg: DictConfig):
     try:
         module = family(G, D, loss=instantiate_or_explain(cfg.loss), regularizers=regs,
                         augment=instantiate_or_explain(cfg.augment), optim=optim, ema_decay=cfg.ema.decay,
-                        ema_start=cfg.ema.get("start", 0), truncation=cfg.samples.get("truncation"),
+                        ema_start=cfg.ema.get("start", 0), ema_half_life_kimg=cfg.ema.get("half_life_kimg"),
+                        ema_rampup=cfg.ema.get("rampup"), truncation=cfg.samples.get("truncation"),
                         truncation_mode=cfg.samples.get("truncation_mode", "resample"),
                         num_fixed=cfg.samples.num, log_every=cfg.log_every, seed=cfg.seed, **extra)
     except TypeError as exc:  # an option the family's class does not take

@@ -78,6 +78,8 @@ class Regularizer:
     """Base class: does nothing. Subclasses override what applies."""
 
     interval: int = 1
+    #: the net whose optimizer a lazy interval > 1 corrects (StyleGAN2; families/optimizers.py)
+    lazy_net: str = "discriminator"
     d_norm: NormFactory | None = None
     #: the interval D sees images in (``data.range``; set by the family): DRAGAN clips its perturbations to it
     data_range: tuple[float, float] = (-1.0, 1.0)
@@ -196,7 +198,8 @@ class DRAGANLucic(Regularizer):
 
 class R1(Regularizer):
     """Zero-centred gradient penalty on real data (Mescheder et al. 2018): gamma/2 * E_x[||grad D(x)||^2].
-    ``interval`` > 1 gives StyleGAN2's lazy regularization (every k-th D step, term multiplied by k)."""
+    ``interval`` > 1 gives StyleGAN2's lazy regularization (every k-th D step, term multiplied by k, D's optimizer
+    corrected: lr * c, betas ** c, c = k / (k + 1))."""
 
     on_fake = False
 

@@ -123,8 +123,13 @@ def _concat_generator(cfg, shape: tuple, k: int, options: Mapping, name: str) ->
     return ConcatGenerator(inner, k, options.get("embed_dim"))
 
 
+#: ``model.conditional`` values whose G takes ``num_classes`` itself: ``native`` (class-conditional only, BigGAN),
+#: ``optional`` (unconditional under family=gan, conditional here: StyleGAN2)
+NATIVE = ("native", "optional")
+
+
 def _native_generator(cfg, shape: tuple, k: int, options: Mapping, name: str) -> nn.Module:
-    """A G that conditions itself (``model.conditional: native``, e.g. BigGAN's shared embedding and cBN)."""
+    """A G that conditions itself (``model.conditional: native|optional``, e.g. BigGAN's shared embedding and cBN)."""
     from ganbench.build import instantiate_or_explain
 
     if options["g_cond"] != "cbn" or options.get("shared_embedding") is not None:
@@ -137,7 +142,7 @@ def _native_generator(cfg, shape: tuple, k: int, options: Mapping, name: str) ->
 def _cbn_generator(cfg, shape: tuple, k: int, options: Mapping, name: str) -> nn.Module:
     from ganbench.build import instantiate_or_explain
 
-    if cfg.model.get("conditional") == "native":
+    if cfg.model.get("conditional") in NATIVE:
         return _native_generator(cfg, shape, k, options, name)
     inner = instantiate_or_explain(cfg.model.generator, z_dim=cfg.optim.z_dim, data_shape=shape)
     return CBNGenerator(inner, k, options.get("shared_embedding"), name=name)
@@ -147,6 +152,8 @@ def _head_discriminator(wrapper: type) -> Callable[..., nn.Module]:
     def build(cfg, shape: tuple, k: int, d_kwargs: dict, options: Mapping, name: str) -> nn.Module:
         from ganbench.build import instantiate_or_explain
 
+        if cfg.model.get("native_d") and wrapper is ProjectionDiscriminator:  # D projects y itself (StyleGAN2 cmap)
+            return instantiate_or_explain(cfg.model.discriminator, data_shape=shape, num_classes=k, **d_kwargs)
         return wrapper(instantiate_or_explain(cfg.model.discriminator, data_shape=shape, **d_kwargs), k, name=name)
 
     return build

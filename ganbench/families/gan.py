@@ -24,7 +24,6 @@ one gradient norm per pack, as CTGAN's packed WGAN-GP).
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any, Callable, Mapping
 
 import lightning as L
@@ -34,6 +33,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from ganbench.errors import ConfigError
 from ganbench.families.common import D_CALLS, PRIORS, Output, ema_avg_fn, logit, split_output
+from ganbench.families.optimizers import NETS, lazy_ratio, lr_schedule, make_optimizer, optimizer_factory
 from ganbench.families.sampling import EMASampling
 from ganbench.families.simultaneous import SimultaneousUpdates
 from ganbench.families.state import ResumableState
@@ -52,6 +52,7 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
         optim: mapping with lr_g, lr_d, beta1, beta2, n_disc, z_dim, prior.
         ema_decay: decay of the generator's exponential moving average; 0 disables it.
         ema_start: G steps during which the EMA generator is a copy of G (BigGAN's ``ema_start``).
+        ema_half_life_kimg, ema_rampup: StyleGAN2's EMA (``families/sampling.py``), instead of ``ema_decay``.
         truncation, truncation_mode: the evaluation prior's truncation (``families/sampling.py``).
         num_fixed: size of the fixed latent batch used for sample grids.
         log_every: generator steps between logged scalars.
@@ -67,6 +68,7 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
                  regularizers: Mapping[str, Regularizer], augment: nn.Module, optim: Mapping,
                  ema_decay: float = 0.999, num_fixed: int = 64, log_every: int = 10, seed: int = 0,
                  pack: int = 1, d_calls: str = "joint_in_d_step", ema_start: int = 0,
+                 ema_half_life_kimg: float | None = None, ema_rampup: float | None = None,
                  truncation: float | None = None, truncation_mode: str = "resample"):
         super().__init__()
         self.automatic_optimization = False
@@ -85,13 +87,15 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
         self.d_calls = d_calls
         self.joint_d_step, self.joint_g_step = D_CALLS[d_calls]
         self.simultaneous = bool(self.optim_cfg.get("simultaneous", False))
+        self._lr_factor = lr_schedule(self.optim_cfg)
         self.set_data_range("symmetric")  # build() sets the data's
         if self.simultaneous and self.n_disc != 1:
             raise ConfigError(f"optim.simultaneous=true updates D and G together from one batch, so it needs "
                               f"optim.n_disc=1; got optim.n_disc={self.n_disc}")
         self.ema_decay = float(ema_decay)
+        self.setup_half_life(ema_half_life_kimg, ema_rampup)
         self.G_ema = AveragedModel(generator, multi_avg_fn=ema_avg_fn(self.ema_decay), use_buffers=False) \
-            if self.ema_decay > 0 else None
+            if self.ema_decay > 0 or self.ema_half_life_kimg is not None else None
         self.ema_start = int(ema_start)
         if self.ema_start < 0 or self.ema_start != ema_start:
             raise ConfigError(f"ema.start must be an integer >= 0 (G steps copying G before averaging); got {ema_start}")
@@ -257,15 +261,23 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
 
     # -- optimisation -----------------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        """G's and D's optimizers: ``optim.optimizer`` (a torch.optim class, conf/optim) with lr_g / lr_d."""
-        o = self.optim_cfg
-        if o.get("optimizer"):
-            from hydra.utils import instantiate
+        """G's and D's optimizers: ``optim.optimizer`` with lr_g / lr_d, corrected for lazy regularization
+        (``families/optimizers.py``)."""
+        make = optimizer_factory(self.optim_cfg)
+        c_g, c_d = (lazy_ratio(self.regularizers, net) for net in NETS)
+        opt_g = make_optimizer(make, self.G.parameters(), float(self.optim_cfg["lr_g"]), c_g)
+        opt_d = make_optimizer(make, self.D.parameters(), float(self.optim_cfg["lr_d"]), c_d)
+        self._base_lrs = [[g["lr"] for g in opt.param_groups] for opt in (opt_g, opt_d)]
+        return opt_g, opt_d
 
-            make = instantiate(o["optimizer"])
-        else:  # a config written before optim.optimizer existed: Adam with beta1, beta2
-            make = partial(torch.optim.Adam, betas=(float(o["beta1"]), float(o["beta2"])))
-        return make(self.G.parameters(), lr=float(o["lr_g"])), make(self.D.parameters(), lr=float(o["lr_d"]))
+    def apply_lr_schedule(self) -> None:
+        """``optim.lr_decay``: both optimizers' rates set from the G step (nothing to do without a schedule)."""
+        if self._lr_factor is None:
+            return
+        factor = self._lr_factor(self.g_step)
+        for opt, base in zip(self.optimizers(), self._base_lrs):
+            for group, lr in zip(opt.param_groups, base):
+                group["lr"] = lr * factor
 
     def discriminate_pair(self, real: Tensor, real_cond: dict, fake: Tensor, fake_cond: dict,
                           joint: bool = True) -> tuple:
@@ -341,6 +353,7 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
         return terms
 
     def training_step(self, batch, batch_idx):
+        self.apply_lr_schedule()
         if self.simultaneous:
             logs = self.simultaneous_step(batch)
             self.did_g_step = self.diverged is None

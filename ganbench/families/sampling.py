@@ -3,6 +3,9 @@
 A mixin of ``GAN``. EMA (``ema.decay``, ``ema.start``): the averaged copy follows G's parameters with decay
 ``min(decay, (1 + t) / (10 + t))`` (t = updates averaged) and copies G's buffers; until G step ``ema.start`` it is
 an exact copy of G, as BigGAN-PyTorch's ``utils.py::ema`` (``start_itr``, ajbrock/BigGAN-PyTorch@9845943).
+``ema.half_life_kimg`` (StyleGAN2's, NVlabs/stylegan2-ada-pytorch@d72cc7d ``training/training_loop.py``) replaces
+the decay: beta = 0.5 ** (batch / n) with n = half_life_kimg * 1000 images, and with ``ema.rampup`` r,
+n = min(n, images seen * r) (images seen = G steps done * batch), so the average starts as a copy.
 
 Truncation (``samples.truncation`` = t, ``samples.truncation_mode``), of a normal prior, wherever samples are drawn
 for grids and metrics (never in training):
@@ -63,9 +66,26 @@ class EMASampling:
     """EMA of G and sampling for grids and metrics (mixin of ``GAN``; expects G, G_ema, z_dim, device)."""
 
     ema_start: int = 0
+    ema_half_life_kimg: float | None = None
+    ema_rampup: float | None = None
     truncation: float | None = None
     truncation_mode: str = "resample"
     _truncating: bool = False
+
+    def setup_half_life(self, half_life_kimg, rampup) -> None:
+        for key, value in (("half_life_kimg", half_life_kimg), ("rampup", rampup)):
+            if value is not None and not (float(value) > 0 and float(value) < float("inf")):
+                raise ConfigError(f"ema.{key} must be a number > 0 or null; got {value!r}")
+        self.ema_half_life_kimg = None if half_life_kimg is None else float(half_life_kimg)
+        self.ema_rampup = None if rampup is None else float(rampup)
+
+    def half_life_beta(self) -> float:
+        """StyleGAN2's EMA beta at this G step."""
+        batch = int(self.optim_cfg["batch_size"])
+        n = self.ema_half_life_kimg * 1000
+        if self.ema_rampup is not None:
+            n = min(n, self.g_step * batch * self.ema_rampup)
+        return 0.5 ** (batch / max(n, 1e-8))
 
     def setup_truncation(self, truncation, mode: str) -> None:
         self.truncation = check_truncation(truncation, mode, self.optim_cfg["prior"])
@@ -102,6 +122,10 @@ class EMASampling:
             for p_ema, p in zip(self.G_ema.module.parameters(), self.G.parameters()):
                 p_ema.copy_(p)
             self.G_ema.n_averaged.fill_(1)  # averaging starts from this copy at step ema.start
+        elif self.ema_half_life_kimg is not None:
+            ema_params = [p for p in self.G_ema.module.parameters()]
+            torch._foreach_lerp_(ema_params, [p.detach() for p in self.G.parameters()], 1 - self.half_life_beta())
+            self.G_ema.n_averaged += 1
         else:
             self.G_ema.update_parameters(self.G)
         for b_ema, b in zip(self.G_ema.module.buffers(), self.G.buffers()):
