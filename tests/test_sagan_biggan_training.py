@@ -73,3 +73,37 @@ def test_sigkill_then_rerun_ends_bitwise_with_ema_start_and_cr(cli, run, tmp_pat
     g = {k: v for k, v in ours["state_dict"].items() if k.startswith("G.")}
     ema = {k[len("G_ema.module."):]: v for k, v in ours["state_dict"].items() if k.startswith("G_ema.module.")}
     assert any(not torch.equal(v, ema[k[2:]]) for k, v in g.items() if v.is_floating_point())  # averaging began
+
+
+# BigGAN-PyTorch's launch scripts (ajbrock/BigGAN-PyTorch@9845943 scripts/): name -> the values they set
+SCRIPTS = {
+    "sagan_imagenet128": {"optim.lr_g": 1e-4, "optim.lr_d": 4e-4, "optim.beta1": 0.0, "optim.n_disc": 1,
+                          "optim.batch_size": 256, "ema.start": 2000, "model.generator.attention": [64],
+                          "model.generator.shared": False, "model.generator.init": "xavier", "data.resolution": 128},
+    "biggan_imagenet128": {"optim.lr_g": 1e-4, "optim.lr_d": 4e-4, "optim.batch_size": 2048, "optim.z_dim": 120,
+                           "model.generator.hier": True, "model.generator.shared_dim": 128, "model.generator.ch": 96,
+                           "ema.start": 20000, "optim.optimizer.eps": 1e-6, "data.resolution": 128},
+    "cifar10": {"optim.lr_g": 2e-4, "optim.lr_d": 2e-4, "optim.n_disc": 4, "optim.batch_size": 50,
+                "model.generator.attention": [], "model.generator.init": "normal_0.02", "ema.start": 1000,
+                "optim.g_steps": 125000},
+}
+
+
+@pytest.mark.parametrize("preset", sorted(SCRIPTS))
+def test_biggan_pytorch_presets_are_its_launch_scripts(preset):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from ganbench.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment=biggan_pytorch/{preset}", "data.root=/nowhere"])
+    for key, value in SCRIPTS[preset].items():
+        assert OmegaConf.select(cfg, key) == value, key
+    assert cfg.family._target_.endswith("Conditional") and cfg.loss._target_.endswith("Hinge")
+    # the nets build at the preset's resolution (tiny widths): hierarchical z splits exactly
+    side = cfg.data.get("resolution", 32)
+    node = {k: v for k, v in OmegaConf.to_container(cfg.model.generator).items() if k != "init"}  # build() applies it
+    g = instantiate({**node, "ch": 4}, z_dim=cfg.optim.z_dim, data_shape=(3, side, side), num_classes=3)
+    assert g(torch.randn(2, cfg.optim.z_dim), torch.tensor([0, 2])).shape == (2, 3, side, side)
