@@ -160,6 +160,9 @@ class Pix2Pix(GAN):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError(f"family.grid_pairs must be an integer >= 1 (test pairs in the sample grid); got {k!r}")
         b_shape, a_shape = tuple(datamodule.shape), tuple(datamodule.input_shape)
+        if a_shape[1:] != b_shape[1:]:
+            raise ConfigError(f"family=pix2pix needs A and B of the same size; data={datamodule.name} gives A "
+                              f"{a_shape} and B {b_shape} (super-resolution pairs: family=srgan)")
         G = instantiate_or_explain(cfg.model.generator, data_shape=b_shape, input_channels=a_shape[0])
         D = instantiate_or_explain(cfg.model.discriminator, data_shape=(a_shape[0] + b_shape[0], *b_shape[1:]),
                                    **d_kwargs)
