@@ -245,15 +245,18 @@ def test_ring8_samples_near_a_mode():
 SHAPES = {"mnist": (1, 32, 32), "fashion_mnist": (1, 32, 32), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32),
           "stl10": (3, 48, 48), "celeba": (3, 64, 64), "lsun_bedroom": (3, 128, 128), "folder": (3, 64, 64),
           "digits": (1, 16, 16), "ring8": (2,), "grid25": (2,), "swissroll": (2,), "polygons": (3, 32, 32),
-          "edges2digits": (1, 32, 32), "paired": (3, 64, 64)}
+          "edges2digits": (1, 32, 32), "paired": (3, 64, 64), "sr": (3, 64, 64), "sr_patches": (3, 32, 32),
+          "digits2tinted": (3, 32, 32), "unpaired": (3, 64, 64)}
 
 
 @pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
 def test_config_instantiates_lazily(path, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # the default root ~/.cache/... must not be created
     cfg = OmegaConf.load(path)
-    if path.stem in ("folder", "paired"):
+    if path.stem in ("folder", "paired", "unpaired"):
         assert OmegaConf.is_missing(cfg, "root")
+        cfg.root = str(tmp_path / "imgs")
+    if path.stem == "sr":  # HR from data=folder by default (root: null in the YAML)
         cfg.root = str(tmp_path / "imgs")
     dm = instantiate(cfg, batch_size=8, seed=0)
     assert dm.name == path.stem and dm.shape == SHAPES[path.stem]

@@ -200,10 +200,11 @@ def test_paper_layouts_at_default_width():
 
 # The data shape each model config is instantiated on (its paper's setting).
 HOME_SHAPE = {"mlp": (2,), "pacgan_toy": (2,), "resnet19": (3, 128, 128), "infogan": (1, 28, 28)}
-MODULE = {"pacgan_toy": "maxout"}  # the config's name -> its module in ganbench.nets, where they differ
+MODULE = {"pacgan_toy": "maxout", "srgan": "srresnet"}  # the config's name -> its module in ganbench.nets, where they differ
 
 
-TRANSLATION_MODULES = {"pix2pix": ("ganbench.nets.unet", "ganbench.nets.patchgan")}
+TRANSLATION_MODULES = {"pix2pix": ("ganbench.nets.unet", "ganbench.nets.patchgan"),
+                       "cyclegan": ("ganbench.nets.resnet_translator", "ganbench.nets.patchgan")}
 
 
 @pytest.mark.parametrize("path", sorted(CONF_DIR.glob("*.yaml")), ids=lambda p: p.stem)
@@ -213,7 +214,11 @@ def test_model_config_instantiates(path):
     assert cfg.name == path.stem
     shape = HOME_SHAPE.get(cfg.name, (3, 32, 32))
     cfg.generator.pop("init", None), cfg.discriminator.pop("init", None)  # build() applies it, not the nets
-    if cfg.get("translation"):  # image-to-image: G maps an image (1 channel here) to the data, D sees both
+    if cfg.get("super_resolution"):  # G upscales an LR image by the data's scale; D scores HR images
+        g = instantiate(cfg.generator, data_shape=shape, scale=4)
+        d = instantiate(cfg.discriminator, data_shape=shape, norm=layer_norm)
+        assert type(g).__module__ == type(d).__module__ == "ganbench.nets.srresnet"
+    elif cfg.get("translation"):  # image-to-image: G maps an image (1 channel here) to the data, D sees both
         g = instantiate(cfg.generator, data_shape=shape, input_channels=1)
         d = instantiate(cfg.discriminator, data_shape=(shape[0] + 1, *shape[1:]), norm=layer_norm)
         assert (type(g).__module__, type(d).__module__) == TRANSLATION_MODULES[cfg.name]
