@@ -12,6 +12,7 @@ Every regularizer is one class deriving from ``Regularizer`` and overriding what
     reg.d_step_term(gan, inputs, fake, fake_out)  # a D-loss term that needs G or the family (zCR)
     reg.g_step_term(gan, inputs, fake)            # a G-loss term (zCR's, orthogonal regularization)
     reg.protocol()                                # what the run used, recorded in result.json
+    reg.state_dict() / reg.load_state_dict(state) # running state in the checkpoint (path length's mean)
 
 ``D`` is any callable from a batch to logits of shape (N,): the trainer passes the discriminator composed with the
 augmentation, so penalties see what the discriminator sees; ``critic.fake`` is the same critic with the fakes'
@@ -109,6 +110,13 @@ class Regularizer:
     def protocol(self) -> dict:
         """What this regularizer did, for result.json (empty: nothing beyond its config)."""
         return {}
+
+    def state_dict(self) -> dict:
+        """Running state kept in the checkpoint (path length's pl_mean); empty for most."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore ``state_dict()``'s state on resume."""
 
     def __call__(self, critic: Critic, real: Tensor, fake: Tensor) -> Tensor:
         """The penalty as a tensor (zero for regularizers without one): the documented Python API."""

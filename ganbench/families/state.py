@@ -26,6 +26,7 @@ class ResumableState:
             rng["cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["ganbench"] = {"g_step": self.g_step, "d_step": self.d_step, "diverged": self.diverged,
                                   "rng": rng, "family": self.family_name(), "family_state": self.family_state(),
+                                  "regularizers": {name: reg.state_dict() for name, reg in self.regularizers.items()},
                                   **getattr(self, "checkpoint_extra", {})}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -34,6 +35,9 @@ class ResumableState:
         self.d_step = int(state.get("d_step", 0))
         self.diverged = state.get("diverged")
         self.load_family_state(state.get("family_state") or {})
+        for name, reg_state in (state.get("regularizers") or {}).items():  # e.g. path length's running mean
+            if name in self.regularizers:
+                self.regularizers[name].load_state_dict(reg_state)
         self._rng_to_restore = state.get("rng")
 
     def on_train_start(self) -> None:
