@@ -362,3 +362,18 @@ def test_path_length_mean_is_in_the_checkpoint(tmp_path):
     fresh, _, _ = build(cfg)
     fresh.on_load_checkpoint(checkpoint)
     assert float(fresh.regularizers["pl"].pl_mean) == 0.375
+
+
+def test_the_stylegan2_ada_cifar_preset_is_train_pys_cifar_spec():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from ganbench.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=stylegan2_ada/cifar10"])
+    expected = {"optim.lr": 0.0025, "optim.beta1": 0.0, "optim.beta2": 0.99, "optim.batch_size": 64,
+                "optim.z_dim": 512, "reg.r1.gamma": 0.01, "reg.r1.interval": 16, "ema.half_life_kimg": 500,
+                "ema.rampup": 0.05, "augment.target": 0.6, "model.discriminator.mbstd_group_size": 32,
+                "family.d_calls": "separate", "optim.g_steps": 100000 * 1000 // 64}
+    assert {k: OmegaConf.select(cfg, k) for k in expected} == expected
