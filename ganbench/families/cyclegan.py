@@ -281,13 +281,7 @@ class CycleGAN(GAN):
                 terms[f"loss/g_{JUDGE[d]}"] = self.g_adversarial(fake_out, real_out)
             terms.update(self.g_terms(fake, None, inputs))
             terms.update(self.regularizer_g_terms(inputs, fake))
-            total = sum(terms.values())
-            if self._check_finite(total, terms):
-                opt_g = self.optimizers()[0]
-                opt_g.zero_grad(set_to_none=True)
-                self.manual_backward(total)
-                opt_g.step()
-                self.update_ema()
+            self.update_generator(terms)
         finally:
             self.D.requires_grad_(True)
         self.g_step += 1

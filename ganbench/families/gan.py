@@ -340,17 +340,22 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
                     if getattr(self.loss, "needs_real_in_g_step", False) else None
             terms = {"loss/g": self.g_adversarial(fake_out, real_out), **self.g_terms(fake, fake_out, inputs),
                      **self.regularizer_g_terms(inputs, fake)}
-            total = sum(terms.values())
-            if self._check_finite(total, terms):
-                opt_g = self.optimizers()[0]
-                opt_g.zero_grad(set_to_none=True)
-                self.manual_backward(total)
-                opt_g.step()
-                self.update_ema()
+            self.update_generator(terms)
         finally:
             self.D.requires_grad_(True)
         self.g_step += 1
         return terms
+
+    def update_generator(self, terms: Mapping[str, Tensor]) -> None:
+        """One optimizer step of G on the sum of ``terms`` (skipped, and the run marked diverged, if not finite),
+        then the EMA update."""
+        total = sum(terms.values())
+        if self._check_finite(total, terms):
+            opt_g = self.optimizers()[0]
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(total)
+            opt_g.step()
+            self.update_ema()
 
     def training_step(self, batch, batch_idx):
         self.apply_lr_schedule()

@@ -315,13 +315,7 @@ class SRGAN(GAN):
         real, real_cond = self.real_inputs(batch)
         inputs = self.g_inputs(real.shape[0], real_cond)
         terms = self.content_terms(self.generate(inputs), inputs)
-        total = sum(terms.values())
-        if self._check_finite(total, terms):
-            opt_g = self.optimizers()[0]
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(total)
-            opt_g.step()
-            self.update_ema()
+        self.update_generator(terms)
         self.g_step += 1
         return terms
 
