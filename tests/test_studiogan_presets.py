@@ -161,4 +161,5 @@ def test_the_mini_trains_two_steps_with_the_whole_recipe(run, tmp_path):
     assert {"fid/domain_test360", "is_mean/domain_test360", "intra_fid/domain_test360"} <= set(rec["metrics"]["final"])
     cr = rec["metrics"]["protocol"]["regularizers"]["cr"]
     assert (cr["weight"], cr["padding"], cr["max_shift_px"]) == (10.0, "reflect", [4, 4])
-    assert rec["choices"]["model"] == "biggan" and {k: rec["config"]["ema"][k] for k in ("decay", "start")} == {"decay": 0.99, "start": 1}
+    assert rec["choices"]["model"] == "biggan"
+    assert {k: rec["config"]["ema"][k] for k in ("decay", "start")} == {"decay": 0.99, "start": 1}
