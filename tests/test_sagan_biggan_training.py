@@ -107,3 +107,28 @@ def test_biggan_pytorch_presets_are_its_launch_scripts(preset):
     node = {k: v for k, v in OmegaConf.to_container(cfg.model.generator).items() if k != "init"}  # build() applies it
     g = instantiate({**node, "ch": 4}, z_dim=cfg.optim.z_dim, data_shape=(3, side, side), num_classes=3)
     assert g(torch.randn(2, cfg.optim.z_dim), torch.tensor([0, 2])).shape == (2, 3, side, side)
+
+
+def test_the_official_sagan_preset_is_its_codes_settings():
+    """brain-research/self-attention-gan@ad9612e: model.py flags, train_imagenet.py, generator_test/discriminator_test."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from ganbench.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=sagan_official/imagenet128", "data.root=/nowhere"])
+    expected = {"optim.lr_g": 1e-4, "optim.lr_d": 4e-4, "optim.beta1": 0.0, "optim.beta2": 0.999, "optim.n_disc": 1,
+                "optim.batch_size": 256, "optim.z_dim": 128, "model.generator.attention": [32],
+                "model.discriminator.attention": [32], "model.generator.width": 64, "data.resolution": 128,
+                "family.d_cond": "projection", "ema.decay": 0}
+    assert {k: OmegaConf.select(cfg, k) for k in expected} == expected
+    assert cfg.loss._target_.endswith("Hinge")
+    node = {k: v for k, v in OmegaConf.to_container(cfg.model.generator).items() if k != "init"}
+    g = instantiate({**node, "width": 2}, z_dim=128, data_shape=(3, 128, 128))  # tiny widths, the preset's layout
+    seen = []
+    for m in g.modules():
+        if type(m).__name__ == "SelfAttention":
+            m.register_forward_hook(lambda mod, inp, out: seen.append(out.shape[-1]))
+    assert g(torch.randn(1, 128)).shape == (1, 3, 128, 128) and seen == [32]
