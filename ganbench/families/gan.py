@@ -23,7 +23,6 @@ one gradient norm per pack, as CTGAN's packed WGAN-GP).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Mapping
 
 import lightning as L
@@ -389,15 +388,3 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
         if isinstance(batch, (list, tuple)) and all(isinstance(t, Tensor) and t.device == device for t in batch):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
-    # -- divergence -------------------------------------------------------------------------------------------------
-    def _check_finite(self, total: Tensor, terms: Mapping[str, Tensor]) -> bool:
-        """False (and the run is stopped, recorded as diverged) when a loss is NaN or infinite."""
-        if self.diverged is not None:
-            return False
-        if bool(torch.isfinite(total)):
-            return True
-        bad = {k: float(v.detach()) for k, v in terms.items() if not math.isfinite(float(v.detach()))}
-        self.diverged = {"g_step": self.g_step, "d_step": self.d_step, "non_finite": bad}
-        self.trainer.should_stop = True
-        return False

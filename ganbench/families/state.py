@@ -8,7 +8,11 @@ is a registered buffer (in the state dict) or what ``family_state`` returns.
 
 from __future__ import annotations
 
+import math
+from typing import Mapping
+
 import torch
+from torch import Tensor
 
 
 class ResumableState:
@@ -55,3 +59,15 @@ class ResumableState:
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+
+    # -- divergence (recorded in the checkpoint and result.json) -------------------------------------------------------------------------------------------------
+    def _check_finite(self, total: Tensor, terms: Mapping[str, Tensor]) -> bool:
+        """False (and the run is stopped, recorded as diverged) when a loss is NaN or infinite."""
+        if self.diverged is not None:
+            return False
+        if bool(torch.isfinite(total)):
+            return True
+        bad = {k: float(v.detach()) for k, v in terms.items() if not math.isfinite(float(v.detach()))}
+        self.diverged = {"g_step": self.g_step, "d_step": self.d_step, "non_finite": bad}
+        self.trainer.should_stop = True
+        return False
