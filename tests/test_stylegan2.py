@@ -377,3 +377,48 @@ def test_the_stylegan2_ada_cifar_preset_is_train_pys_cifar_spec():
                 "ema.rampup": 0.05, "augment.target": 0.6, "model.discriminator.mbstd_group_size": 32,
                 "family.d_calls": "separate", "optim.g_steps": 100000 * 1000 // 64}
     assert {k: OmegaConf.select(cfg, k) for k in expected} == expected
+
+
+def test_truncation_psi_is_in_the_run_protocol():
+    """result.json's metrics.protocol.sampling names what evaluation samples went through (psi, cutoff, noise)."""
+    from hydra import compose, initialize_config_dir
+
+    from ganbench.build import build
+    from ganbench.config import CONF_DIR
+
+    overrides = ["metrics=none", "model=stylegan2", "model.generator.truncation_psi=0.7",
+                 "model.generator.channel_base=64", "model.generator.channel_max=8",
+                 "model.discriminator.channel_base=64", "model.discriminator.channel_max=8"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    module, _, _ = build(cfg)
+    assert module.run_protocol()["sampling"] == {"truncation_psi": 0.7, "truncation_cutoff": None,
+                                                 "noise_mode": "random"}
+
+
+# lazy R1 and path length every 2nd step, ADA adapting p every D step (so p moves before the kill), half-life EMA
+RESUME = [*COMMON, "optim.g_steps=6", "loss._target_=kill_loss.KillAt", "reg=[pl,r1]", "reg.pl.interval=2",
+          "reg.r1.interval=2", "augment=ada", "augment.interval=1", "augment.kimg=0.01", "augment.target=0.1",
+          "ema.decay=0", "+ema.half_life_kimg=0.01", "checkpoint.every=3", "log_every=1"]
+
+
+def test_sigkill_then_rerun_ends_bitwise_with_pl_mean_and_ada_p(cli, run, tmp_path):
+    """Killed in the D step of generator step 5 (after the checkpoint at 3): the rerun ends bitwise like an
+    uninterrupted run, pl_mean and ADA's p included."""
+    code, out = run(*RESUME, run_dir=tmp_path / "reference")
+    assert code == 0, out[-3000:]
+    killed = cli(*RESUME, env={"GANBENCH_TEST_KILL_AT": "5", "OMP_NUM_THREADS": "1"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert result(tmp_path / "run")["status"] == "running"
+    code, out = run(*RESUME)
+    assert code == 0, out[-3000:]
+    ours = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    theirs = torch.load(tmp_path / "reference" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert not [k for k in ours["state_dict"] if not torch.equal(ours["state_dict"][k], theirs["state_dict"][k])]
+    for a, b in zip(ours["optimizer_states"], theirs["optimizer_states"]):
+        for p, q in zip(a["state"].values(), b["state"].values()):
+            assert all(torch.equal(p[k], q[k]) for k in p)
+    p = [k for k in ours["state_dict"] if k.endswith("augment.p")]
+    assert p and float(ours["state_dict"][p[0]]) > 0  # p moved, and (above) equals the uninterrupted run's
+    pl = [ckpt["ganbench"]["regularizers"]["pl"]["pl_mean"] for ckpt in (ours, theirs)]
+    assert float(pl[0]) > 0 and torch.equal(*pl)

@@ -107,8 +107,12 @@ class EMASampling:
             self._truncating = before
 
     def truncation_protocol(self) -> dict:
-        return {} if self.truncation is None else {"truncation": self.truncation,
-                                                   "truncation_mode": self.truncation_mode}
+        """samples.truncation (of z), and what the generator itself applies when sampling (a net's
+        ``sampling_protocol()``, e.g. StyleGAN2's truncation psi toward w_avg)."""
+        parts = {} if self.truncation is None else {"truncation": self.truncation,
+                                                    "truncation_mode": self.truncation_mode}
+        net = getattr(self.G, "sampling_protocol", None)
+        return {**parts, **net()} if callable(net) else parts
 
     @torch.no_grad()
     def update_ema(self) -> None:

@@ -295,6 +295,11 @@ class Generator(nn.Module):
         self.truncation_psi, self.truncation_cutoff = float(truncation_psi), truncation_cutoff
         self.noise_mode = noise_mode
 
+    def sampling_protocol(self) -> dict:
+        """What evaluation samples go through (recorded in result.json's protocol)."""
+        return {"truncation_psi": self.truncation_psi, "truncation_cutoff": self.truncation_cutoff,
+                "noise_mode": self.noise_mode}
+
     def label_code(self, y: Tensor | None) -> Tensor | None:
         if (y is None) != (self.num_classes == 0):
             raise ValueError(f"this StyleGAN2 generator has num_classes={self.num_classes}: call G(z) when 0, "
