@@ -265,6 +265,9 @@ class L2(Regularizer):
         self._discriminator: nn.Module | None = None
 
     def configure(self, generator, discriminator):
+        if not kernel_weights(discriminator):
+            raise ConfigError(f"reg=l2: {type(discriminator).__name__} has no Linear/Conv layer to penalise (its "
+                              f"layers are its own, e.g. equalized-lr); use another regularizer")
         self._discriminator = discriminator
 
     def penalty(self, critic, real, fake):
@@ -294,8 +297,11 @@ def apply_spectral_norm(net: nn.Module, power_iterations: int = 1) -> nn.Module:
     from torch.nn.utils import parametrize
     from torch.nn.utils.parametrizations import spectral_norm
 
-    layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)
-    for module in [m for m in net.modules() if isinstance(m, layers)]:
+    layers = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d))]
+    if not layers:
+        raise ConfigError(f"spectral norm: {type(net).__name__} has no Linear/Conv layer to normalise (its layers are "
+                          f"its own, e.g. equalized-lr); drop reg=sn / model.spectral_norm for it")
+    for module in layers:
         if not parametrize.is_parametrized(module, "weight"):
             spectral_norm(module, n_power_iterations=power_iterations)
     return net

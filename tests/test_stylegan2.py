@@ -335,7 +335,10 @@ def test_trains_three_steps(run, tmp_path, extra):
 @pytest.mark.parametrize("overrides, message", [
     (COMMON + ["model.generator.truncation_psi=1.5"], "model.generator.truncation_psi"),
     (["model=dcgan", "data=digits", "reg=pl", "metrics=none", "logger=[csv]"], "reg=pl needs a generator"),
-], ids=["psi", "pl-without-mapping"])
+    (COMMON + ["model.generator.init=normal_0.02"], "model.generator.init=normal_0.02"),
+    (COMMON + ["reg=sn"], "spectral norm"),
+    (COMMON + ["reg=l2"], "reg=l2"),
+], ids=["psi", "pl-without-mapping", "init", "sn", "l2"])
 def test_bad_input_is_one_line(run, overrides, message):
     code, out = run(*overrides)
     assert code == 2, out[-2000:]

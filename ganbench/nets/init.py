@@ -57,9 +57,12 @@ def apply_init(net: nn.Module, name: str, which: str = "model") -> nn.Module:
     init = INITIALIZERS[name]
     if init is None:
         return net
-    for module in net.modules():
-        if isinstance(module, LAYERS):
-            init(module.weight.data, module)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias.data)
+    layers = [m for m in net.modules() if isinstance(m, LAYERS)]
+    if not layers:
+        raise ConfigError(f"{which}.init={name}: {type(net).__name__} has no Linear/Conv layer to initialise (its "
+                          f"layers keep their own init, e.g. equalized-lr N(0, 1)); use {which}.init=pytorch")
+    for module in layers:
+        init(module.weight.data, module)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias.data)
     return net

@@ -4,8 +4,8 @@ The networks of NVlabs/stylegan2-ada-pytorch@d72cc7d (SG2A) ``training/networks.
 and bias-activation: ``ganbench/nets/fir.py``):
 
 - Equalized learning rate (``FullyConnected``, ``Conv2dLayer``): weights ~ N(0, 1) / lr_mul scaled at run time by
-  lr_mul / sqrt(fan_in), biases by lr_mul. These are not nn.Linear/nn.Conv2d, so ``model.*.init`` and ``reg=sn``
-  leave them alone (their N(0, 1) init is part of the method).
+  lr_mul / sqrt(fan_in), biases by lr_mul. These are not nn.Linear/nn.Conv2d: ``model.*.init``, ``reg=sn`` and
+  ``reg=l2`` refuse them with one line (their N(0, 1) init is part of the method).
 - Mapping (``MappingNetwork``): x = normalize_2nd_moment(z) (x * rsqrt(mean(x^2) + 1e-8)); with classes, the
   one-hot y through a linear embedding (w_dim), normalized the same way, concatenated; then ``num_layers`` lrelu
   layers with lr_mul 0.01. In training w_avg <- lerp(mean(w), w_avg, 0.995); the w is broadcast to ``num_ws``
