@@ -121,10 +121,51 @@ class PlainBEGAN:
         m.D.requires_grad_(True)
 
 
+class PlainInfoGAN:
+    """InfoGAN by hand (openai's, as family=infogan's defaults): NS loss with D called on reals and fakes
+    separately; lambda * (CE of the categorical codes + (c - mu)^2 / 2 of the continuous ones) from Q on the fakes,
+    in D's loss and in G's."""
+
+    def __init__(self, m, z_dim):
+        self.sizes, self.n_cont, self.z_dim = list(m.codes.categorical), m.codes.continuous, z_dim
+
+    def inputs(self, n):
+        cat = torch.stack([torch.randint(k, (n,)) for k in self.sizes], 1)
+        cont = torch.rand(n, self.n_cont) * 2 - 1
+        onehot = [F.one_hot(cat[:, i], k).float() for i, k in enumerate(self.sizes)]
+        return torch.cat([torch.randn(n, self.z_dim), *onehot, cont], 1), cat, cont
+
+    def info(self, out, cat, cont):
+        parts = out["q_cat"].split(self.sizes, 1)
+        ce = sum(F.cross_entropy(p, cat[:, i]) for i, p in enumerate(parts))
+        return ce + 0.5 * (cont - out["q_cont"]).square().sum(1).mean()
+
+    def d(self, m, real, opt_d):
+        x, cat, cont = self.inputs(real.shape[0])
+        with torch.no_grad():
+            fake = m.G(x)
+        out = m.D(fake)
+        loss = F.softplus(-m.D(real, heads=False)).mean() + F.softplus(out["logit"]).mean() + self.info(out, cat, cont)
+        opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_d.step()
+
+    def g(self, m, n, opt_g):
+        m.D.requires_grad_(False)
+        x, cat, cont = self.inputs(n)
+        out = m.D(m.G(x))
+        loss = F.softplus(-out["logit"]).mean() + self.info(out, cat, cont)
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        m.D.requires_grad_(True)
+
+
 def time_plain(name, m, loader, o, warmup, steps) -> float:
     opt_g = torch.optim.Adam(m.G.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
     opt_d = torch.optim.Adam(m.D.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
     began = PlainBEGAN()
+    info = PlainInfoGAN(m, o.z_dim) if name == "infogan" else None
     data, t0, n = batches(loader), None, o.batch_size
     for g_step in range(warmup + steps):
         if g_step == warmup:
@@ -137,16 +178,20 @@ def time_plain(name, m, loader, o, warmup, steps) -> float:
                 plain_pack(m, real, o.z_dim, opt_d, 2)
             elif name == "began":
                 began.d(m, real, o.z_dim, opt_d)
+            elif name == "infogan":
+                info.d(m, real, opt_d)
         if name.startswith("conditional"):
             plain_conditional_g(m, n, o.z_dim, opt_g)
         elif name == "pack2":
             plain_pack_g(m, n, o.z_dim, opt_g, 2)
         elif name == "began":
             began.g(m, n, o.z_dim, opt_g)
+        elif name == "infogan":
+            info.g(m, n, opt_g)
     return (time.perf_counter() - t0) / steps
 
 
-PLAIN = {"conditional", "conditional_mlp", "pack2", "began"}  # infogan: ganbench only (no hand loop yet)
+PLAIN = {"conditional", "conditional_mlp", "pack2", "began", "infogan"}
 
 
 def bench(name: str, rounds: int) -> dict:
