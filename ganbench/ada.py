@@ -6,6 +6,8 @@ StyleGAN2-ADA's ``AugmentPipe`` [NVlabs/stylegan2-ada-pytorch@d72cc7d training/a
 sample with probability ``multiplier * p`` and draws its parameter per sample, in AugmentPipe's order
 
     blit:   xflip (i in {0, 1}), rotate90 (i in {0..3} quarter turns), xint (t ~ U(-0.125, 0.125) * side, rounded)
+    geom:   scale (2^N(0, 0.2)), rotate (U(-pi, pi), before and after aniso, each with p_rot = 1 - sqrt(1 - m p)),
+            aniso (2^N(0, 0.2) on x, its inverse on y), xfrac (N(0, 0.125) * side): ganbench/ada_geometric.py
     color:  brightness (b ~ N(0, 0.2), added), contrast (c = 2^N(0, 0.5), x * c: about 0, the grey of [-1, 1]),
             lumaflip (Householder reflection about the luma axis v = (1, 1, 1) / sqrt 3),
             hue (rotation by U(-pi, pi) about v), saturation (s = 2^N(0, 1): v v^T + (I - v v^T) s)
@@ -26,13 +28,19 @@ adds the signs of D's logits on the augmented reals; every ``interval`` D steps
 clamps to [0, 1] like StudioGAN). Under DDP the sign sums are all-reduced and ``batch`` is the global batch. p,
 r_t, the sign sums and the D-step counter are buffers: they are in the checkpoint and resume exactly.
 
-Not built: the geometric group (scale, rotate, aniso, xfrac) and imgfilter, which AugmentPipe resamples with
-upfirdn2d + grid_sample; they are refused. (F.grid_sample has a double backward in torch 2.14, so R1 through them
-would work: tests/test_ada.py probes it.) Blit ops are exact index maps: AugmentPipe pads with reflection before
-resampling, so an integer shift here reads reflected pixels (torch 'reflect': the edge is not repeated). Checked
-against AugmentPipe on CPU with the same seed: colour, noise and cutout agree bitwise, xint to 1e-6; AugmentPipe's
-xflip and rotate90 differ from the exact flip/rotation by its resampling (the sym6 wavelet is not symmetric, so the
-mirrored image is low-passed: rms 0.02 on smooth images, 0.1 on white noise), which index ops avoid.
+The geometric ops compose with the integer shift into one inverse matrix per sample, resampled once as
+AugmentPipe does (reflect pad, sym6 2x up, grid_sample, sym6 2x down; ganbench/ada_geometric.py). torch's
+grid_sample has the double backward R1 needs, so R1/R2/GP see gradients through them (tested). Not built:
+imgfilter ('filter'), refused in one line.
+
+xflip and rotate90 are exact index maps applied first, and without geometric ops so is xint: AugmentPipe pads
+with reflection before resampling, so an integer shift here reads reflected pixels (torch 'reflect': the edge is
+not repeated). Checked against AugmentPipe on CPU with the same seed: colour, noise and cutout agree bitwise, xint
+to 1e-6, the geometric ops (with xint and colour) to 2e-6 on 16-32 px images; AugmentPipe's xflip and rotate90
+differ from the exact flip/rotation by its resampling (the sym6 wavelet is not symmetric, so the mirrored image is
+low-passed: rms 0.006-0.02 on smooth images, 0.1 on white noise), which index ops avoid. A batch in which no
+geometric op fired is not resampled (AugmentPipe resamples it whenever a geometric op is enabled: identity to
+1e-6).
 
 Why hand-written and not kornia (0.9.0, not installed): kornia's colour ops are defined differently (HSV hue and
 saturation, multiplicative brightness, clamping to [0, 1], which also zeroes gradients), it has no lumaflip, and
@@ -49,6 +57,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ganbench import ada_geometric as geometric
 from ganbench.augment import DiffAugment
 from ganbench.errors import ConfigError
 
@@ -58,12 +67,13 @@ XINT_MAX, BRIGHTNESS_STD, CONTRAST_STD, HUE_MAX, SATURATION_STD, NOISE_STD, CUTO
 
 GROUPS: dict[str, tuple[str, ...]] = {  # train.py::augpipe_specs
     "blit": ("xflip", "rotate90", "xint"),
+    "geom": geometric.OPS,  # scale, rotate, aniso, xfrac: ganbench/ada_geometric.py
     "color": ("brightness", "contrast", "lumaflip", "hue", "saturation"),
     "noise": ("noise",),
     "cutout": ("cutout",),
 }
 OPS: tuple[str, ...] = tuple(op for ops in GROUPS.values() for op in ops)
-NOT_BUILT = ("geom", "filter", "scale", "rotate", "aniso", "xfrac", "imgfilter")  # AugmentPipe's resampled ops
+NOT_BUILT = ("filter", "imgfilter")  # AugmentPipe's image-space filtering
 
 
 # -- blit: exact index maps ------------------------------------------------------------------------------------------
@@ -99,9 +109,7 @@ def translate(x: Tensor, tx: Tensor, ty: Tensor) -> Tensor:
 LUMA = torch.tensor([1.0, 1.0, 1.0, 0.0]) / math.sqrt(3)
 
 
-def _mm(a: Tensor, b: Tensor) -> Tensor:
-    """Batched a @ b for small matrices, elementwise (a matmul could round to TF32 on GPUs)."""
-    return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)
+_mm = geometric.mm  # batched small matmul, elementwise
 
 
 def _eye(n: int, ref: Tensor) -> Tensor:
@@ -175,8 +183,8 @@ def op_multipliers(ops: Sequence[str], multipliers: Mapping[str, float] | None) 
     out = dict.fromkeys(OPS, 0.0)
     for name in ops:
         if name in NOT_BUILT:
-            raise ConfigError(f"augment.ops: {name!r} (AugmentPipe's geometric resampling: scale, rotate, aniso, "
-                              f"xfrac, and imgfilter) is not implemented; allowed: {', '.join([*GROUPS, *OPS])}")
+            raise ConfigError(f"augment.ops: {name!r} (AugmentPipe's imgfilter) is not implemented; allowed: "
+                              f"{', '.join([*GROUPS, *OPS])}")
         if name not in GROUPS and name not in OPS:
             raise ConfigError(f"augment.ops: unknown {name!r}; allowed groups {', '.join(GROUPS)} or ops "
                               f"{', '.join(OPS)}")
@@ -195,16 +203,16 @@ def _check(key: str, value, ok: bool, allowed: str) -> None:
 
 
 class ADA(nn.Module):
-    """AugmentPipe's blit, colour, noise and cutout ops at probability p, p adapted to r_t (see the module doc).
+    """AugmentPipe's blit, geometric, colour, noise and cutout ops at probability p, p adapted to r_t (module doc).
 
     Args: adaptive (adapt p, else p stays fixed), p (initial / fixed probability), target (r_t target), interval
     (D steps between updates), kimg (thousands of images for p to move by 1), batch_size (images per D step),
-    ops (groups or single ops at multiplier 1), multipliers (per-op overrides), diffaug (a DiffAugment policy
-    applied after ADA, e.g. [translation, cutout], or null).
+    ops (groups or single ops at multiplier 1; the default is AugmentPipe's 'bgc'), multipliers (per-op
+    overrides), diffaug (a DiffAugment policy applied after ADA, e.g. [translation, cutout], or null).
     """
 
     def __init__(self, adaptive: bool = True, p: float = 0.0, target: float = 0.6, interval: int = 4,
-                 kimg: float = 500, batch_size: int = 64, ops: Sequence[str] = ("blit", "color"),
+                 kimg: float = 500, batch_size: int = 64, ops: Sequence[str] = ("blit", "geom", "color"),
                  multipliers: Mapping[str, float] | None = None, diffaug: Sequence[str] | None = None):
         super().__init__()
         _check("p", p, isinstance(p, (int, float)) and 0 <= p <= 1, "a probability in [0, 1]")
@@ -251,7 +259,8 @@ class ADA(nn.Module):
     def _fires(self, op: str, *shape: int, device) -> Tensor:
         return torch.rand(*shape, device=device) < self.multipliers[op] * self.p
 
-    def _blit(self, x: Tensor) -> Tensor:
+    def _blit(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """xflip and rotate90 applied; the integer shift (N, 2) in pixels (or None) is left to ``_geometric``."""
         n, _, h, w = x.shape
         m, dev = self.multipliers, x.device
         if m["xflip"] > 0:
@@ -266,8 +275,19 @@ class ADA(nn.Module):
         if m["xint"] > 0:
             t = (torch.rand(n, 2, device=dev) * 2 - 1) * XINT_MAX
             t = torch.where(self._fires("xint", n, 1, device=dev), t, torch.zeros_like(t))
-            x = translate(x, torch.round(t[:, 0] * w), torch.round(t[:, 1] * h))
-        return x
+            return x, torch.stack([torch.round(t[:, 0] * w), torch.round(t[:, 1] * h)], dim=1)
+        return x, None
+
+    def _geometric(self, x: Tensor, shift: Tensor | None) -> Tensor:
+        """Without geometric ops: the integer shift as an exact reflecting index map. With them: one resampling of
+        G_inv = T(-shift) G_geom (AugmentPipe's composition; integer shifts stay exact to float rounding)."""
+        n, _, h, w = x.shape
+        if not any(self.multipliers[op] > 0 for op in geometric.OPS):
+            return x if shift is None else translate(x, shift[:, 0], shift[:, 1])
+        g_inv = geometric.draw_matrix(n, self.p, self.multipliers, h, w, x.device)
+        if shift is not None:
+            g_inv = _mm(geometric.translate_matrix(-shift[:, 0], -shift[:, 1]), g_inv)
+        return geometric.transform(x, g_inv)
 
     def _color(self, x: Tensor) -> Tensor:
         n, c = x.shape[:2]
@@ -306,5 +326,5 @@ class ADA(nn.Module):
         if x.dim() != 4:
             raise ConfigError(f"augment=ada needs images (N, C, H, W); got shape {tuple(x.shape)} "
                               "(use augment=none for toy data)")
-        x = self._corrupt(self._color(self._blit(x)))
+        x = self._corrupt(self._color(self._geometric(*self._blit(x))))
         return self.diffaug(x) if self.diffaug is not None else x

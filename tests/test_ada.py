@@ -180,7 +180,7 @@ def test_cutout_and_noise():
 
 
 # -- the module ----------------------------------------------------------------------------------------------------
-ALL = ["blit", "color", "noise", "cutout"]
+ALL = ["blit", "geom", "color", "noise", "cutout"]
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -230,7 +230,7 @@ BAD = {
     "p_neg": ({"p": -0.1}, "[0, 1]"),
     "interval": ({"interval": 0}, "augment.interval=0"),
     "kimg": ({"kimg": 0}, "augment.kimg=0"),
-    "geom": ({"ops": ["blit", "geom"]}, "not implemented"),
+    "filter": ({"ops": ["blit", "filter"]}, "not implemented"),
     "unknown": ({"ops": ["blur"]}, "augment.ops: unknown 'blur'"),
     "multiplier": ({"multipliers": {"xflip": -1}}, "augment.multipliers: xflip=-1"),
     "diffaug": ({"diffaug": ["zoom"]}, "augment.policy"),
@@ -255,7 +255,7 @@ def test_bad_images_raise():
 
 def test_grid_sample_has_a_double_backward():
     """Outcome (torch 2.14): F.grid_sample supports double backward w.r.t. its input, so R1 through a resampling
-    (AugmentPipe's geometric ops) would work; ganbench's ADA does not implement those ops yet."""
+    (AugmentPipe's geometric ops, tests/test_ada_geometric.py) works."""
     x = torch.randn(1, 1, 6, 6, dtype=torch.float64, requires_grad=True)
     theta = torch.tensor([[[0.9, 0.2, 0.1], [-0.2, 0.9, 0.0]]], dtype=torch.float64)
     grid = F.affine_grid(theta, x.shape, align_corners=False)
