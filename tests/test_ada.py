@@ -287,3 +287,27 @@ def test_training_runs_and_logs_p(run, tmp_path, extra):
         assert (rows["ada/rt"] != 0).any()  # the loop called observe()
         assert set(rows["ada/p"]) <= {0.0, 1.0}
         assert ((rows["ada/p"] == 1.0) == (rows["ada/rt"] > 0.6)).all()
+
+
+LEARN = ["model=dcgan", "data=digits", "data.resolution=8", "data.n_train=100", "model.generator.width=16",
+         "model.discriminator.width=16", "optim.batch_size=16", "optim.g_steps=100", "log_every=1", "logger=[csv]",
+         "metrics=none", "samples.every=0", "checkpoint.every=0", "augment=ada", "augment.ops=[blit,color]"]
+
+
+def test_learning_d_overfits_100_digits_without_ada_and_ada_raises_p(run, tmp_path):
+    """A learning test that can fail: on 100 digits D's r_t = E[sign(D(real))] climbs to 1 when p stays 0 (the
+    control: ADA observing only); with ADA adapting (kimg 1, so p can move within the run) p rises from 0, stays in
+    [0, 1], and holds r_t below the control's."""
+    import pandas as pd
+
+    def series(*extra, where):
+        code, out = run(*LEARN, *extra, run_dir=tmp_path / where)
+        assert code == 0, out[-3000:]
+        return pd.read_csv(tmp_path / where / "metrics.csv").dropna(subset=["ada/rt"])
+
+    control = series("augment.adaptive=false", "augment.p=0", where="control")
+    ada = series("augment.kimg=1", where="ada")
+    assert (control["ada/p"] == 0).all() and control["ada/rt"].tail(10).mean() > 0.8
+    p = ada["ada/p"]
+    assert p.between(0, 1).all() and p.tail(10).mean() > 0.05
+    assert ada["ada/rt"].tail(20).mean() < control["ada/rt"].tail(20).mean()
