@@ -376,8 +376,8 @@ def test_the_stylegan2_ada_cifar_preset_is_train_pys_cifar_spec():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["experiment=stylegan2_ada/cifar10"])
     expected = {"optim.lr": 0.0025, "optim.beta1": 0.0, "optim.beta2": 0.99, "optim.batch_size": 64,
-                "optim.z_dim": 512, "reg.r1.gamma": 0.01, "reg.r1.interval": 16, "ema.half_life_kimg": 500,
-                "ema.rampup": 0.05, "augment.target": 0.6, "model.discriminator.mbstd_group_size": 32,
+                "optim.z_dim": 512, "reg.r1.gamma": 0.01, "reg.r1.interval": 16, "reg.pl.weight": 0,
+                "reg.pl.interval": 4, "ema.half_life_kimg": 500, "ema.rampup": 0.05, "augment.target": 0.6, "model.discriminator.mbstd_group_size": 32,
                 "family.d_calls": "separate", "optim.g_steps": 100000 * 1000 // 64}
     assert {k: OmegaConf.select(cfg, k) for k in expected} == expected
 
