@@ -329,7 +329,7 @@ def test_evaluator_scores_real_digits_better_than_noise(digits, domain):
     assert protocol | {"weights_sha256": None, "domain_accuracy": None} == {
         "extractor": "domain", "dataset": "digits", "reference_split": "test", "num_real": 360, "num_fake": 300,
         "seed": 2020, "weights_sha256": None, "resize": None, "kid_subsets": 20, "kid_subset_size": 300,
-        "is_splits": 10, "pr_k": 3, "domain_accuracy": None}
+        "is_splits": 10, "pr_k": 3, "pr_extractor": "domain", "domain_accuracy": None}
 
 
 def test_non_finite_samples_give_nan_scores(digits, domain):

@@ -72,7 +72,7 @@ def lucic_mini(*overrides: str):
 def test_a_sample_sets_every_key_of_the_space_its_model_has(phase):
     cfg = lucic_mini("gan=wgan", f"search={phase}", "search.sample=3")
     drawn = apply_search(cfg)
-    space = flatten_space(OmegaConf.to_container(cfg.search.space))
+    space = flatten_space(OmegaConf.to_container(cfg.search.space, resolve=True))
     seed = cfg.search.seed
     assert drawn == {k: draw(k, v, seed, 3) for k, v in space.items() if not k.startswith(("reg.gp", "reg.dragan", "family."))}
     assert cfg.optim.lr == drawn["optim.lr"] and cfg.reg.wclip.clip == drawn["reg.wclip.clip"]

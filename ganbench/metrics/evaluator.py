@@ -11,7 +11,7 @@ import torch
 
 from ganbench.errors import ConfigError
 from ganbench.metrics.cache import digest, load_or_compute
-from ganbench.metrics.extractors import EXTRACTORS
+from ganbench.metrics.extractors import EXTRACTORS, PR_EXTRACTORS
 from ganbench.metrics.fid import frechet_distance
 from ganbench.metrics.inception_score import inception_score
 from ganbench.metrics.kid import kernel_inception_distance
@@ -114,7 +114,11 @@ class Suite:
 class FeatureSuite(Suite):
     """FID, KID, IS and precision/recall from one pass of an extractor over the fake samples. The reference
     statistics (mean, covariance, features, k-NN radii) are cached on disk under a hash of everything that
-    changes them."""
+    changes them. With ``metrics.pr_extractor`` naming another network (vgg16: Kynkaanniemi et al. 2019's and
+    torch-fidelity's space), precision and recall are scored in its features instead, named after it
+    (``precision/vgg16_test10k``); its features and radii are cached with the reference."""
+
+    pr_metrics = ("precision", "recall")
 
     metrics = ("fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall")
     primary_metric = "fid"
@@ -122,17 +126,19 @@ class FeatureSuite(Suite):
     def __init__(self, ev: "Evaluator"):
         super().__init__(ev)
         self.extractor = None
+        self.pr_net = None  # the precision/recall extractor when it is not ``extractor``
         self.reference: dict[str, torch.Tensor] = {}
         self.reference_path: Path | None = None
         self.reference_computed = False
 
     def name(self, metric: str) -> str:
         ev = self.ev
-        return f"{metric}/{ev.kind}_{ev.split}{count_label(ev.num_real)}"
+        kind = ev.pr_kind if metric in self.pr_metrics else ev.kind
+        return f"{metric}/{kind}_{ev.split}{count_label(ev.num_real)}"
 
     @property
     def max_batch(self) -> int:
-        return self.extractor.max_batch
+        return min(self.extractor.max_batch, self.pr_net.max_batch if self.pr_net else 1 << 16)
 
     @property
     def kid_subset_size(self) -> int:
@@ -140,8 +146,11 @@ class FeatureSuite(Suite):
 
     def prepare(self) -> None:
         ev = self.ev
-        self.extractor = EXTRACTORS[ev.kind](datamodule=ev.datamodule, inception_weights=ev.inception_weights,
-                                             cache_dir=ev.cache_dir).to(ev.device)
+        weights = {"inception_weights": ev.inception_weights, "vgg16_weights": ev.vgg16_weights}
+        self.extractor = EXTRACTORS[ev.kind](datamodule=ev.datamodule, cache_dir=ev.cache_dir, **weights).to(ev.device)
+        if ev.pr_kind != ev.kind:
+            self.pr_net = PR_EXTRACTORS[ev.pr_kind](datamodule=ev.datamodule, cache_dir=ev.cache_dir,
+                                                    **weights).to(ev.device)
         key = self.reference_key()
         self.reference_path = self.cache_path(key)
         reference, self.reference_computed = load_or_compute(self.reference_path, key, self.compute_reference)
@@ -153,7 +162,14 @@ class FeatureSuite(Suite):
         ev, ex = self.ev, self.extractor
         return {"version": REFERENCE_VERSION, "data": ev.datamodule.name, "split": ev.split, "num_real": ev.num_real,
                 "fingerprint": ev.datamodule.fingerprint(ev.split, ev.num_real), "extractor": ex.name,
-                "weights_sha256": ex.weights_sha256, "resize": ex.resize, "pr_k": ev.pr_k}
+                "weights_sha256": ex.weights_sha256, "resize": ex.resize, "pr_k": ev.pr_k,
+                **self.pr_protocol()}  # empty when P/R share the extractor: older caches stay valid
+
+    def pr_protocol(self) -> dict:
+        """The precision/recall extractor's identity, when it is not the FID extractor."""
+        net = self.pr_net
+        return {} if net is None else {"pr_extractor": net.name, "pr_weights_sha256": net.weights_sha256,
+                                       "pr_resize": net.resize}
 
     def cache_path(self, key: dict) -> Path:
         """The reference file: readable names, then the hash of the whole key."""
@@ -162,13 +178,21 @@ class FeatureSuite(Suite):
 
     def compute_reference(self) -> dict[str, torch.Tensor]:
         ev = self.ev
-        features = self.embed_all(ev.datamodule.real_samples(ev.num_real, ev.split))["features"]
+        rows = self.embed_all(ev.datamodule.real_samples(ev.num_real, ev.split))
+        features = rows["features"]
         mu, sigma = moments(features)
+        pr = {"pr_features": rows["pr_features"].cpu()} if self.pr_net else {}
         return {"features": features.cpu(), "mu": mu.cpu(), "sigma": sigma.cpu(),
-                "radii": knn_radii(features, ev.pr_k).cpu()}
+                "radii": knn_radii(rows[self.pr_column], ev.pr_k).cpu(), **pr}
+
+    @property
+    def pr_column(self) -> str:
+        """The rows precision and recall are scored on."""
+        return "pr_features" if self.pr_net else "features"
 
     def embed(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.extractor(x)
+        rows = self.extractor(x)
+        return {**rows, "pr_features": self.pr_net(x)["features"]} if self.pr_net else rows
 
     def score(self, fake: RowBuffer) -> dict[str, float]:
         ev, ref = self.ev, self.reference
@@ -178,14 +202,14 @@ class FeatureSuite(Suite):
         mu, sigma = moments(features)
         kid = kernel_inception_distance(features, ref["features"], ev.kid_subsets, ev.kid_subset_size, ev.seed)
         is_ = inception_score(logits, ev.is_splits, ev.seed)
-        pr = precision_recall(ref["features"], features, ev.pr_k, real_radii=ref["radii"])
+        pr = precision_recall(ref[self.pr_column], fake[self.pr_column], ev.pr_k, real_radii=ref["radii"])
         return dict(zip(self.metrics, (frechet_distance(mu, sigma, ref["mu"], ref["sigma"]), *kid, *is_, *pr)))
 
     def protocol(self) -> dict:
         ev = self.ev
         return {"weights_sha256": self.extractor.weights_sha256, "resize": self.extractor.resize,
                 "kid_subsets": ev.kid_subsets, "kid_subset_size": self.kid_subset_size, "is_splits": ev.is_splits,
-                "pr_k": ev.pr_k, **self.extractor.info}
+                "pr_k": ev.pr_k, "pr_extractor": ev.pr_kind, **self.pr_protocol(), **self.extractor.info}
 
 
 class ToySuite(Suite):
@@ -249,11 +273,18 @@ class Evaluator:
                  num_fake: int = 1000, every: int = 500, batch_size: int = 250, kid_subsets: int = 100,
                  kid_subset_size: int = 1000, is_splits: int = 10, pr_k: int = 3, seed: int = 2020,
                  inception_weights: str | None = None, cache_dir: str = "~/.cache/ganbench/metrics",
-                 device: str = "auto"):
+                 device: str = "auto", pr_extractor: str | None = None, vgg16_weights: str | None = None):
         self.datamodule = datamodule
         self.kind = datamodule.default_extractor if extractor == "auto" else extractor
         if self.kind not in SUITES:
             raise ConfigError(f"metrics.extractor must be one of auto, {', '.join(SUITES)}; got {self.kind!r}")
+        self.pr_kind = self.kind if pr_extractor is None else str(pr_extractor)
+        if SUITES[self.kind] is not FeatureSuite and pr_extractor is not None:
+            raise ConfigError(f"metrics.pr_extractor={pr_extractor}: metrics.extractor={self.kind} scores no "
+                              f"precision/recall; leave metrics.pr_extractor null")
+        if pr_extractor is not None and self.pr_kind not in PR_EXTRACTORS:
+            raise ConfigError(f"metrics.pr_extractor must be null (the FID extractor's features) or one of "
+                              f"{', '.join(PR_EXTRACTORS)}; got {pr_extractor!r}")
         if split not in datamodule.splits:
             raise ConfigError(f"metrics.split must be one of {', '.join(datamodule.splits)} for "
                               f"data={datamodule.name}; got {split!r}")
@@ -270,7 +301,7 @@ class Evaluator:
         self.batch_size = int(batch_size)
         self.kid_subsets, self.kid_subset_size = int(kid_subsets), int(kid_subset_size)
         self.is_splits, self.pr_k, self.seed = int(is_splits), int(pr_k), int(seed)
-        self.inception_weights = inception_weights
+        self.inception_weights, self.vgg16_weights = inception_weights, vgg16_weights
         self.cache_dir = Path(cache_dir).expanduser()
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
         self.suite = SUITES[self.kind](self)

@@ -95,15 +95,14 @@ def inception_url() -> str:
     return URL_INCEPTION_V3
 
 
-def resolve_inception_weights(path: str | os.PathLike | None) -> Path:
-    """The weights file: ``path`` if given, else torch-fidelity's release file in the torch hub cache
-    (``$TORCH_HOME/hub/checkpoints``, where torch-fidelity itself caches it), downloaded there if missing."""
+def resolve_weights(path: str | os.PathLike | None, url: str, option: str, what: str) -> Path:
+    """A weights file: ``path`` if given (the config key ``option``), else ``url``'s file in the torch hub cache
+    (``$TORCH_HOME/hub/checkpoints``, where torch-fidelity and torchvision cache it), downloaded there if missing."""
     if path is not None:
         weights = Path(path).expanduser()
         if not weights.is_file():
-            raise ConfigError(f"metrics.inception_weights={path} is not a file")
+            raise ConfigError(f"{option}={path} is not a file")
         return weights
-    url = inception_url()
     name = os.path.basename(urlparse(url).path)
     weights = Path(torch.hub.get_dir()) / "checkpoints" / name
     if not weights.is_file():
@@ -113,10 +112,15 @@ def resolve_inception_weights(path: str | os.PathLike | None) -> Path:
             torch.hub.download_url_to_file(url, str(weights), hash_prefix=match.group(1) if match else None,
                                            progress=False)
         except Exception as err:  # no network, HTTP error, hash mismatch: the same two ways out
-            raise ConfigError(f"cannot download the InceptionV3 weights ({type(err).__name__}: {err}); pass "
-                              f"metrics.inception_weights=PATH to a copy of {name}, or run once with network to "
+            raise ConfigError(f"cannot download the {what} weights ({type(err).__name__}: {err}); pass "
+                              f"{option}=PATH to a copy of {name}, or run once with network to "
                               f"cache it in {weights.parent}") from None
     return weights
+
+
+def resolve_inception_weights(path: str | os.PathLike | None) -> Path:
+    """torch-fidelity's InceptionV3 weights: ``path``, or its release file in the torch hub cache."""
+    return resolve_weights(path, inception_url(), "metrics.inception_weights", "InceptionV3")
 
 
 def random_inception_weights(path: str | os.PathLike, seed: int = 0) -> Path:
@@ -268,5 +272,84 @@ def build_domain(*, datamodule, cache_dir: str | os.PathLike, **_) -> DomainExtr
     return DomainExtractor(datamodule, cache_dir)
 
 
-#: config name -> builder(datamodule=, inception_weights=, cache_dir=) of an ``Extractor``
+# -- VGG-16 (precision and recall as Kynkaanniemi et al. 2019 and torch-fidelity compute them) ---------------------
+
+def vgg16_class():
+    from torch_fidelity.feature_extractor_vgg16 import FeatureExtractorVGG16
+
+    return FeatureExtractorVGG16
+
+
+#: torch-fidelity's default layer for "prc" (FeatureExtractorVGG16.get_default_feature_layer_for_metric)
+VGG16_FEATURES = ["fc2_relu"]
+
+
+class VGG16Extractor(Extractor):
+    """torch-fidelity's ``FeatureExtractorVGG16`` (torch-fidelity 0.4.0, feature_extractor_vgg16.py): torchvision's
+    VGG-16 up to fc2 + ReLU (4096 features), images rounded to uint8, grayscale repeated to RGB, resized to 224x224
+    with TF1's bilinear and normalised with ImageNet's mean and std inside the network. It is the feature space of
+    torch-fidelity's precision/recall (its DEFAULT_FEATURE_EXTRACTOR["prc"]); Kynkaanniemi et al. 2019 use a VGG-16's
+    fc2 too (NVIDIA's own conversion of the weights, not torchvision's: the values differ a little). Features only,
+    no logits: it scores precision and recall, not FID or IS."""
+
+    name = "vgg16"
+
+    def __init__(self, weights: Path):
+        cls = vgg16_class()
+        self.resize = f"tf1-bilinear-{cls.INPUT_IMAGE_SIZE}"
+        super().__init__(cls("vgg16", VGG16_FEATURES, feature_extractor_weights_path=str(weights)),
+                         file_sha256(weights))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return inception_input(x)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        (features,) = self.net(self.prepare(x))
+        return {"features": features.float()}
+
+
+def vgg16_url() -> str:
+    """torchvision's VGG16_Weights.IMAGENET1K_V1, which torch-fidelity loads when given no weights file."""
+    import torchvision
+
+    return torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+
+
+def resolve_vgg16_weights(path: str | os.PathLike | None) -> Path:
+    """A torchvision VGG-16 state dict: ``path``, or torchvision's release file in the torch hub cache."""
+    return resolve_weights(path, vgg16_url(), "metrics.vgg16_weights", "VGG-16")
+
+
+def random_vgg16_weights(path: str | os.PathLike, seed: int = 0) -> Path:
+    """Write a random torchvision VGG-16 state dict to ``path`` (for tests and benchmarks without network).
+
+    Each weight is a Hankel-structured view of a few thousand N(0, 2 / fan_in) numbers (w[i, j, ...] = s[i + j + ...],
+    He's scale; biases zero), so the file is a few hundred kB instead of 528 MB; torch-fidelity's load_state_dict
+    copies the views into its dense float32 VGG-16 all the same."""
+    import torchvision
+
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in torchvision.models.vgg16(init_weights=False).state_dict().items()}
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, shape in shapes.items():
+        if name.endswith("bias"):
+            state[name] = torch.zeros(shape)
+            continue
+        base = torch.randn(sum(shape) - len(shape) + 1, generator=gen) * (2.0 / torch.Size(shape[1:]).numel()) ** 0.5
+        state[name] = base.as_strided(shape, (1,) * len(shape))
+    path = Path(path)
+    torch.save(state, path)
+    return path
+
+
+def build_vgg16(*, vgg16_weights: str | None = None, **_) -> VGG16Extractor:
+    return VGG16Extractor(resolve_vgg16_weights(vgg16_weights))
+
+
+#: config name -> builder(datamodule=, inception_weights=, vgg16_weights=, cache_dir=) of an ``Extractor`` with
+#: features and logits (metrics.extractor: FID, KID, IS, and precision/recall unless metrics.pr_extractor says)
 EXTRACTORS: dict[str, Callable[..., Extractor]] = {"inception": build_inception, "domain": build_domain}
+#: the extractors precision/recall may use (metrics.pr_extractor): those above, and VGG-16 (features only)
+PR_EXTRACTORS: dict[str, Callable[..., Extractor]] = {**EXTRACTORS, "vgg16": build_vgg16}
