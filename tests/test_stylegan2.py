@@ -324,7 +324,8 @@ COMMON = ["model=stylegan2", "data=digits", "optim.batch_size=4", "optim.z_dim=8
     [],
     ["reg=[pl,r1]", "reg.pl.interval=2", "reg.r1.interval=2", "model.generator.style_mixing=0.9"],
     ["family=conditional", "reg=pl", "model.generator.truncation_psi=0.7", "family.class_metrics=false"],
-], ids=["gan", "gan-pl-r1-mixing", "conditional-pl-truncation"])
+    ["augment=diffaug", "reg=r1", "reg.r1.interval=2"],
+], ids=["gan", "gan-pl-r1-mixing", "conditional-pl-truncation", "diffaug-lazy-r1"])
 def test_trains_three_steps(run, tmp_path, extra):
     code, out = run(*COMMON, *extra)
     assert code == 0, out[-3000:]
