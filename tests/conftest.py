@@ -106,3 +106,19 @@ def read_csv(path: Path):
     import pandas as pd
 
     return pd.read_csv(path)
+
+
+def assert_same_last_checkpoint(run_dir: Path, reference_dir: Path) -> tuple[dict, dict]:
+    """The two runs' last.ckpt hold bitwise-equal weights and buffers and optimizer states; returns both."""
+    import torch
+
+    ours, theirs = (torch.load(Path(d) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+                    for d in (run_dir, reference_dir))
+    assert ours["state_dict"].keys() == theirs["state_dict"].keys()
+    different = [k for k in ours["state_dict"] if not torch.equal(ours["state_dict"][k], theirs["state_dict"][k])]
+    assert not different, f"differs after resume: {different}"
+    for a, b in zip(ours["optimizer_states"], theirs["optimizer_states"], strict=True):
+        assert a["state"].keys() == b["state"].keys()
+        for p, q in zip(a["state"].values(), b["state"].values()):
+            assert all(torch.equal(p[k], q[k]) for k in p)
+    return ours, theirs

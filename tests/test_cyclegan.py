@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import read_csv, result
+from conftest import assert_same_last_checkpoint, read_csv, result
 from ganbench.augment import NoAugment
 from ganbench.data.digits import Digits
 from ganbench.data.unpaired import Digits2Tinted, UnpairedFolder, hue_to_rgb, split_domains
@@ -350,12 +350,7 @@ def test_sigkill_then_rerun_ends_bitwise_with_the_pools(cli, run, tmp_path):
     assert killed.returncode == -9, killed.stderr[-2000:]
     code, out = run(*RESUME)
     assert code == 0, out[-3000:]
-    ours = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    theirs = torch.load(tmp_path / "reference" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert not [k for k in ours["state_dict"] if not torch.equal(ours["state_dict"][k], theirs["state_dict"][k])]
-    for a, b in zip(ours["optimizer_states"], theirs["optimizer_states"]):
-        for p, q in zip(a["state"].values(), b["state"].values()):
-            assert all(torch.equal(p[k], q[k]) for k in p)
+    ours, theirs = assert_same_last_checkpoint(tmp_path / "run", tmp_path / "reference")
     pools, reference = ours["ganbench"]["family_state"]["pools"], theirs["ganbench"]["family_state"]["pools"]
     for d in ("a", "b"):
         assert pools[d]["count"] == 4 and torch.equal(pools[d]["images"], reference[d]["images"])

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from conftest import result
+from conftest import assert_same_last_checkpoint, result
 from ganbench.build import build
 from ganbench.config import CONF_DIR
 from ganbench.errors import ConfigError
@@ -215,13 +215,7 @@ def test_sigkill_mid_fade_then_rerun_ends_bitwise_like_an_uninterrupted_run(cli,
     assert result(tmp_path / "run")["status"] == "running"
     code, out = run(*RESUME)
     assert code == 0, out[-3000:]
-    ours = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    theirs = torch.load(tmp_path / "reference" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert not [k for k in ours["state_dict"] if not torch.equal(ours["state_dict"][k], theirs["state_dict"][k])]
-    for a, b in zip(ours["optimizer_states"], theirs["optimizer_states"]):
-        assert a["state"].keys() == b["state"].keys()
-        for p, q in zip(a["state"].values(), b["state"].values()):
-            assert all(torch.equal(p[k], q[k]) for k in p)
+    ours, theirs = assert_same_last_checkpoint(tmp_path / "run", tmp_path / "reference")
     assert ours["ganbench"]["family_state"] == theirs["ganbench"]["family_state"] == {"nimg": 32, "sched_nimg": 28}
     assert float(ours["state_dict"]["G_ema.module.lod"]) == 0.0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import result
+from conftest import assert_same_last_checkpoint, result
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -64,12 +64,7 @@ def test_sigkill_then_rerun_ends_bitwise_with_ema_start_and_cr(cli, run, tmp_pat
     assert killed.returncode == -9, killed.stderr[-2000:]
     code, out = run(*RESUME)
     assert code == 0, out[-3000:]
-    ours = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    theirs = torch.load(tmp_path / "reference" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert not [k for k in ours["state_dict"] if not torch.equal(ours["state_dict"][k], theirs["state_dict"][k])]
-    for a, b in zip(ours["optimizer_states"], theirs["optimizer_states"]):
-        for p, q in zip(a["state"].values(), b["state"].values()):
-            assert all(torch.equal(p[k], q[k]) for k in p)
+    ours, theirs = assert_same_last_checkpoint(tmp_path / "run", tmp_path / "reference")
     g = {k: v for k, v in ours["state_dict"].items() if k.startswith("G.")}
     ema = {k[len("G_ema.module."):]: v for k, v in ours["state_dict"].items() if k.startswith("G_ema.module.")}
     assert any(not torch.equal(v, ema[k[2:]]) for k, v in g.items() if v.is_floating_point())  # averaging began

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import result
+from conftest import assert_same_last_checkpoint, result
 from ganbench.errors import ConfigError
 from ganbench.nets import fir
 from ganbench.nets import stylegan2 as sg
@@ -416,12 +416,7 @@ def test_sigkill_then_rerun_ends_bitwise_with_pl_mean_and_ada_p(cli, run, tmp_pa
     assert result(tmp_path / "run")["status"] == "running"
     code, out = run(*RESUME)
     assert code == 0, out[-3000:]
-    ours = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    theirs = torch.load(tmp_path / "reference" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert not [k for k in ours["state_dict"] if not torch.equal(ours["state_dict"][k], theirs["state_dict"][k])]
-    for a, b in zip(ours["optimizer_states"], theirs["optimizer_states"]):
-        for p, q in zip(a["state"].values(), b["state"].values()):
-            assert all(torch.equal(p[k], q[k]) for k in p)
+    ours, theirs = assert_same_last_checkpoint(tmp_path / "run", tmp_path / "reference")
     p = [k for k in ours["state_dict"] if k.endswith("augment.p")]
     assert p and float(ours["state_dict"][p[0]]) > 0  # p moved, and (above) equals the uninterrupted run's
     pl = [ckpt["ganbench"]["regularizers"]["pl"]["pl_mean"] for ckpt in (ours, theirs)]
