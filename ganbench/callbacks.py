@@ -18,6 +18,8 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from ganbench.primary import improves, primary_key
+
 
 @contextmanager
 def isolated_rng(seed: int):
@@ -198,7 +200,8 @@ def save_scatter(fake: torch.Tensor, real: torch.Tensor | None, path: Path, titl
 
 class Evaluation(L.Callback):
     """Scores the evaluation generator every ``evaluator.every`` generator steps and at the end; logs every value
-    to every logger, keeps the best-by-``evaluator.primary`` checkpoint, and remembers final and best values."""
+    to every logger, keeps the best checkpoint by the primary metric (the family's or ``evaluator.primary``), and
+    remembers final and best values."""
 
     def __init__(self, evaluator, dirpath: str | Path):
         self.evaluator = evaluator
@@ -238,11 +241,16 @@ class Evaluation(L.Callback):
         self.history.append(row)
         for logger in trainer.loggers:
             logger.log_metrics({**values, "g_step": pl_module.g_step}, step=pl_module.g_step)
-        primary = values.get(self.evaluator.primary, float("nan"))
-        if math.isfinite(primary) and (self.best is None or primary < self.best[self.evaluator.primary]):
+        key = self.primary(pl_module, values)
+        if improves(key, values.get(key, float("nan")), None if self.best is None else self.best.get(key)):
             self.best = row
             trainer.save_checkpoint(self.best_path)
         return row
+
+    def primary(self, pl_module, values) -> str:
+        """The key that picks the best evaluation: the family's own primary metric when it has one (pix2pix,
+        SRGAN: PSNR, higher is better), else the evaluator's (ganbench/primary.py)."""
+        return primary_key(getattr(pl_module, "primary_metric", None), values, self.evaluator.primary)
 
     def state_dict(self) -> dict:
         return {"history": self.history, "best": self.best, "seconds": self.seconds}

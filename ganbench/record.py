@@ -30,7 +30,7 @@ def finish(record, run_dir, module, trainer, callbacks, start, cfg) -> None:
             final = ev.history[-1] if ev.history else {}
             record["eval_time_s"] = round(ev.seconds, 3)
             record["metrics"] = {
-                "primary": ev.evaluator.primary,
+                "primary": ev.primary(module, final) if module is not None else ev.evaluator.primary,
                 "protocol": {**ev.evaluator.protocol(), **(module.run_protocol() if module is not None else {})},
                 "final_step": final.get("g_step"), "final": {k: v for k, v in final.items() if k != "g_step"},
                 "best_step": (ev.best or {}).get("g_step"),

@@ -390,3 +390,28 @@ def test_family_pix2pix_alone_runs_on_its_embedded_task(run, tmp_path):
     code, out = run("family=pix2pix", "debug=fast", "model.generator.ngf=4", "model.discriminator.ndf=4")
     assert code == 0, out[-3000:]
     assert result(tmp_path / "run")["config"]["data"]["_target_"] == "ganbench.data.paired.Edges2Digits"
+
+
+def test_the_best_checkpoint_follows_the_familys_primary_psnr_higher_is_better(tmp_path):
+    """Evaluation keeps best.ckpt by pix2pix's PSNR (largest), not by the evaluator's FID (smallest)."""
+    from types import SimpleNamespace
+
+    from ganbench.callbacks import Evaluation
+    from ganbench.families.pix2pix import Pix2Pix
+
+    scripted = iter([{"fid/x": 50.0, "psnr/test8": 10.0}, {"fid/x": 40.0, "psnr/test8": 14.0},
+                     {"fid/x": 30.0, "psnr/test8": 12.0}])
+    evaluator = SimpleNamespace(primary="fid/x", seed=0, evaluate=lambda *a, **k: next(scripted))
+    saved = []
+    trainer = SimpleNamespace(global_rank=0, world_size=1, loggers=[], strategy=None,
+                              save_checkpoint=lambda path: saved.append(module.g_step))
+    module = SimpleNamespace(g_step=0, primary_metric=Pix2Pix.primary_metric, sample=None,
+                             extra_metrics=lambda ev: {})
+    cb = Evaluation(evaluator, tmp_path)
+    for step in (1, 2, 3):
+        module.g_step = step
+        cb.run(trainer, module)
+    assert saved == [1, 2] and cb.best["g_step"] == 2
+    assert cb.primary(module, cb.best) == "psnr/test8"
+    module.primary_metric = None  # a family without its own: the evaluator's FID, lower is better
+    assert cb.primary(module, cb.best) == "fid/x"

@@ -20,7 +20,8 @@ writes to DIR (default: <first dir>/analysis)
     rerun_best.sh           with --rerun-best N: one sweep per cell, its best setting x N seeds (Lucic et al.)
 and prints one summary line. From Python: ``analyze(["outputs/train"])`` returns the Study (the frames).
 
-Scores: a run is scored by the best value of its primary metric (lower is better; Kurach et al.); a diverged
+Scores: a run is scored by the best value of its primary metric (lower is better; Kurach et al.; pix2pix and srgan
+runs by their PSNR, higher-is-better, which the statistics negate: ``-psnr/...``, see table and stats); a diverged
 run counts as tried with +inf (it never wins, and is never dropped); a setting's score is its seeds' median.
 When no run has a finite score the tables and report are still written (they show why: the status counts),
 no figures are drawn, and the command ends with a one-line error (exit code 2).
@@ -36,7 +37,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from ganbench.analyze import plots, published, report, rerun, stats
+from ganbench.analyze import plots, published, published_plot, report, rerun, stats
 from ganbench.analyze.table import CELL, PANEL, arrow_safe, cell_sort_key, collect
 from ganbench.errors import ConfigError
 
@@ -64,6 +65,11 @@ class Study:
     out: Path | None = None
     reruns: list[str] = field(default_factory=list)  # rerun_best.sh's commands (--rerun-best)
     published: dict[str, pd.DataFrame] = field(default_factory=dict)  # study -> ours beside the paper's table
+
+    @property
+    def label(self) -> str:
+        """How tables and figures name the scores: the metric, or ``-metric`` for a higher-is-better one."""
+        return stats.oriented(self.metric)
 
     @property
     def n_finite(self) -> int:
@@ -165,14 +171,17 @@ def build_study(runs: pd.DataFrame, budget: int | None = None, n_boot: int = 100
 def draw_figures(study: Study, directory: Path) -> dict[str, list[Path]]:
     """Every figure of the study (PNG + PDF) under ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    label = f"{study.metric} (best checkpoint)"
+    label = f"{study.label} (best checkpoint)"
     counted = study.runs[study.runs["value"].notna()]
-    return {
+    figures = {
         "top_fraction": plots.top_fraction_boxes(counted, label, study.top, directory / "top_fraction"),
         "budget": plots.budget_curves(study.budget, label, directory / "budget"),
         "best_seeds": plots.best_setting_seeds(counted, study.settings, label, directory / "best_seeds"),
-        "pairwise": plots.pairwise_heatmap(study.pairwise, study.metric, directory / "pairwise"),
+        "pairwise": plots.pairwise_heatmap(study.pairwise, study.label, directory / "pairwise"),
     }
+    for path in published_plot.comparison_figures(study.published, directory, study.runs):
+        figures[path.stem] = [path]  # published_<study>.png: ours beside the paper's, differences in the caption
+    return figures
 
 
 def write_tables(study: Study, out: Path) -> None:
@@ -214,7 +223,7 @@ def analyze(paths: Iterable[str | Path], out: str | Path | None = None, budget: 
         study.figures = draw_figures(study, out / "figures")
         if rerun_seeds:
             study.reruns = rerun.write_script(study.settings, study.runs, rerun_seeds, out / "rerun_best.sh",
-                                              study.metric)
+                                              study.label)
     write_tables(study, out)
     (out / "report.md").write_text(report.render(study, out, paths))
     if not study.n_finite:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ganbench.analyze import published
+from ganbench.analyze.stats import higher_is_better, oriented
 from ganbench.analyze.table import CELL, arrow_safe
 from ganbench.results import STATUSES
 from ganbench.wandb_mode import resolve_wandb_mode
@@ -99,11 +100,18 @@ def _overview(study: Study, inputs: Iterable[Path]) -> str:
              f"Inputs: {', '.join(f'`{p}`' for p in inputs)}  ",
              f"{len(runs)} runs, {runs['setting'].nunique()} settings, {len(study.cells)} cells "
              f"(data x model x loss x reg).  ",
-             f"Score: `{study.metric}` at each run's best checkpoint, lower is better (Kurach et al.); "
+             f"Score: {_score_words(study.metric)} at each run's best checkpoint, lower is better (Kurach et al.); "
              "a diverged run counts as tried with score +inf (it never wins); a setting's score is the median "
              "over its seeds.  ",
              f"Bootstrap: {study.n_boot} resamples; pairwise budget k = {fmt(study.k)}."]
     return "\n".join(lines)
+
+
+def _score_words(metric: str) -> str:
+    """`fid/...`; for a higher-is-better metric `-psnr/...` (its negation, so that lower stays better)."""
+    if not higher_is_better(metric):
+        return f"`{metric}`"
+    return f"`{oriented(metric)}` (`{metric}` is higher-is-better: every score, table and figure shows its negation)"
 
 
 def _statuses(study: Study) -> str:
@@ -140,7 +148,7 @@ def _best_per_cell(study: Study) -> str:
     other = [c for c in cells.columns if c.startswith("cfg.") and c not in hyper and not c.startswith("cfg.reg.")]
     cells["reg_params"] = cells.apply(reg_params, axis=1)
     columns = {**{c: c for c in CELL}, "runs": "runs", "diverged": "diverged", "settings": "settings",
-               "best": f"best {study.metric}", "best_seed": "seed", "setting_median": "setting median",
+               "best": f"best {study.label}", "best_seed": "seed", "setting_median": "setting median",
                "setting_seeds": "n seeds", **{c: c[len("cfg.optim."):] for c in hyper},
                "reg_params": "reg params", **{c: c[len("cfg."):] for c in other}, "best_setting": "setting"}
     return ("## Best per cell\n\nThe best run of each cell, its hyperparameters, and the median over the seeds of "
@@ -195,7 +203,8 @@ def _figures(study: Study, out: Path) -> str:
     lines = ["## Figures"]
     for name, paths in study.figures.items():
         rel = [p.relative_to(out).as_posix() if p.is_relative_to(out) else str(p) for p in paths]
-        title = FIGURE_TITLES.get(name, name).format(top=study.top)
+        title = (f"Published numbers beside ours: {name.removeprefix('published_')} (protocol differences in the "
+                 f"caption)" if name.startswith("published_") else FIGURE_TITLES.get(name, name).format(top=study.top))
         links = " ".join(f"[{Path(r).suffix[1:].upper()}]({r})" for r in rel)
         lines += ["", f"### {title}", "", f"![{name}]({rel[0]})", "", links]
     return "\n".join(lines)
@@ -225,7 +234,7 @@ def summary_line(study: Study, out: Path) -> str:
     line = f"analyzed {status_summary(study.runs)}; {study.runs['setting'].nunique()} settings"
     if "best" in study.cells and study.cells["best"].notna().any():
         best = study.cells.loc[study.cells["best"].idxmin()]
-        line += (f"; best {study.metric} {fmt(best['best'])} ({best['loss']}/{best['reg']}, "
+        line += (f"; best {study.label} {fmt(best['best'])} ({best['loss']}/{best['reg']}, "
                  f"{best['model']} on {best['data']})")
     if study.published:
         line += f"; beside the published numbers of {', '.join(study.published)}"

@@ -1,6 +1,7 @@
 """Statistics of a study, as pure functions of arrays (numpy) or of the run table.
 
-Conventions (lower scores are better, as for FID and KID):
+Conventions (lower scores are better, as for FID and KID; a higher-is-better primary metric such as PSNR is
+negated first, see :func:`oriented`):
   * A run is scored by its best checkpoint (Kurach et al. 2019, "A Large-Scale Study on Regularization and
     Normalization in GANs"). A diverged run counts as tried with score +inf: it never wins. Failed,
     interrupted and running runs are not results and are left out (NaN).
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ganbench.analyze.table import CELL
+from ganbench.primary import higher_is_better
 
 CI = (2.5, 97.5)
 
@@ -30,9 +32,18 @@ CI = (2.5, 97.5)
 # ---------------------------------------------------------------------------------------- runs and settings
 
 
+def oriented(metric: str) -> str:
+    """How the statistics name ``metric``'s scores: itself, or ``-metric`` when it is higher-is-better (negated so
+    that every statistic and figure keeps lower = better)."""
+    return f"-{metric}" if higher_is_better(metric) else metric
+
+
 def run_values(df: pd.DataFrame) -> pd.Series:
-    """Each run's value for the statistics: its score; +inf when diverged; NaN when it is not a result."""
+    """Each run's value for the statistics: its score, negated when its primary metric is higher-is-better
+    (``psnr``: lower stays better); +inf when diverged; NaN when it is not a result."""
     values = df["score"].astype(float)
+    if "primary" in df:
+        values = values.where(~df["primary"].map(higher_is_better).astype(bool), -values)
     return values.mask(df["status"] == "diverged", math.inf)
 
 

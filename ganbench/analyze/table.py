@@ -6,8 +6,11 @@ Columns (see :func:`collect`):
     best.<metric>, final.<metric>, protocol.<key>, cfg.<dotted.key>, disk.ckpt_bytes, disk.log_bytes
 
 ``score`` follows Kurach et al. (2019): a run is scored by its best checkpoint, i.e. the best value of the
-primary metric seen during training. Only a completed run has a score; diverged, failed, interrupted and
-running runs get NaN (the statistics count diverged ones as tried with score +inf, see ``stats.run_values``).
+primary metric seen during training. The primary metric is the record's (the evaluator's, FID) except for the
+families with their own (:data:`FAMILY_PRIMARY`: pix2pix and srgan are scored by their PSNR against the ground truth,
+higher is better: its largest value over the evaluations; the statistics negate it, ``stats.run_values``). Only a
+completed run has a score; diverged, failed, interrupted and running runs get NaN (the statistics count diverged
+ones as tried with score +inf, see ``stats.run_values``).
 
 A *setting* is a run's hyperparameters without its seed (Kurach et al. train each setting with several seeds):
 ``setting`` is a short stable hash of the flattened config minus the keys in :data:`NOT_HYPERPARAMETERS`.
@@ -25,6 +28,7 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 
 from ganbench.errors import ConfigError
+from ganbench.primary import higher_is_better
 
 RECORD = "result.json"
 CKPT_DIR = "checkpoints"
@@ -37,9 +41,42 @@ PANEL = ["data", "model"]
 NOT_HYPERPARAMETERS = (
     "seed", "name", "experiment", "resume", "stop_after", "run_dir", "hydra", "logger", "trainer",
     "data.root", "data.download", "data.num_workers",
-    "metrics.cache_dir", "metrics.inception_weights", "metrics.device", "metrics.batch_size",
+    "metrics.cache_dir", "metrics.inception_weights", "metrics.vgg16_weights", "metrics.device", "metrics.batch_size",
     "checkpoint", "samples", "log_every",
 )
+
+
+#: metric short names (the key before its '/') where higher is better; every other metric (FID, KID, L1, LPIPS,
+#: reverse KL, energy distance, cycle L1) is lower-is-better
+#: family ``_target_`` -> the short name of its own primary metric, from its config: the image-to-image families with
+#: ground truth are scored by their PSNR against it (families.md 10.3: SR and paired translation report PSNR/SSIM);
+#: every other family (cyclegan: FID of G_A(A) against domain B) by the evaluator's primary metric
+FAMILY_PRIMARY = {
+    "ganbench.families.pix2pix.Pix2Pix": lambda family: "psnr",
+    "ganbench.families.srgan.SRGAN": lambda family: f"psnr_{family.get('metric_channels', 'y')}",
+}
+
+
+def family_primary(config: dict, keys: Iterable[str]) -> str | None:
+    """The family's own primary metric among ``keys`` (``psnr/test360``; None when the family has none or it was
+    not computed): the key whose name before '/' is FAMILY_PRIMARY's for the config's family."""
+    family = config.get("family") or {}
+    name = FAMILY_PRIMARY.get(str(family.get("_target_")))
+    if name is None:
+        return None
+    short = name(family)
+    return next((k for k in keys if str(k).split("/", 1)[0] == short), None)
+
+
+def best_value(metrics: dict, key: str) -> float:
+    """The best value of ``key`` over a run's evaluations (``history``; ``final`` without one): the largest for a
+    higher-is-better metric, the smallest otherwise; NaN evaluations skipped."""
+    values = [_number(h.get(key)) for h in metrics.get("history") or []] or [_number((metrics.get("final") or
+                                                                                     {}).get(key))]
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return math.nan
+    return max(finite) if higher_is_better(key) else min(finite)
 
 
 def cell_sort_key(loss: str, reg: str) -> tuple:
@@ -181,10 +218,14 @@ def row(run_dir: Path, record: dict, usage: dict[str, int]) -> dict[str, Any]:
     config = record.get("config") or {}
     choices = record.get("choices") or {}
     metrics = record.get("metrics") or {}
-    primary = metrics.get("primary")
     best = metrics.get("best") or {}
+    primary = family_primary(config, metrics.get("final") or {}) or metrics.get("primary")
     status = record.get("status", "unknown")
     flat_config = flatten(config)
+    if primary == metrics.get("primary"):
+        score = _number(best.get(primary))
+    else:  # the family's own metric: its best evaluation (the record's best.* follow the evaluator's primary)
+        score = best_value(metrics, primary)
     protocol = metrics.get("protocol") or {}
     out = {
         "run_dir": str(run_dir),  # where it lies now (the record holds where it ran)
@@ -199,7 +240,7 @@ def row(run_dir: Path, record: dict, usage: dict[str, int]) -> dict[str, Any]:
         "g_steps_per_s": _number(record.get("g_steps_per_s")),
         "diverged_step": _number((record.get("diverged") or {}).get("g_step")),
         "primary": primary,
-        "score": _number(best.get(primary)) if status == "completed" and primary else math.nan,
+        "score": score if status == "completed" and primary else math.nan,
         "setting": setting_id(config),
         "protocol_id": short_hash([primary, protocol], "p", 8) if primary else None,
     }

@@ -52,7 +52,7 @@ from ganbench.errors import ConfigError
 from ganbench.families.common import split_output
 from ganbench.families.gan import GAN
 from ganbench.families.image_pool import ImagePool, pool_seed
-from ganbench.families.pix2pix import _check_weight, first_inputs, grid_rows, l1_term
+from ganbench.families.pix2pix import _check_weight, first_inputs, grid_rows, l1_term, refuse_latent_options
 from ganbench.metrics.unpaired import CycleMetrics, images_and_labels
 
 UNPAIRED_DATA = ("data=digits2tinted (embedded grey <-> tinted digits) or data=unpaired (a folder with trainA, trainB, "
@@ -127,6 +127,7 @@ class CycleGAN(GAN):
                  metric_images: int | None = None, **kwargs: Any):
         if fixed_a is None or test_a is None:
             raise ConfigError("family=cyclegan needs the test images of A (fixed_a, test_a from build_networks)")
+        refuse_latent_options("cyclegan", kwargs)
         super().__init__(generator, discriminator, **kwargs)
         if self.simultaneous:
             raise ConfigError("optim.simultaneous=true: family=cyclegan's Ds see pooled, older fakes, so D and G "

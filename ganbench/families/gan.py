@@ -62,6 +62,8 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
     supports_pack = True
     #: whether it takes a model whose G is class-conditional by construction (``model.conditional: native``)
     native_conditioning = False
+    #: the short name of the family's own primary metric (picks the best checkpoint); None: the evaluator's
+    primary_metric: str | None = None
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss,
                  regularizers: Mapping[str, Regularizer], augment: nn.Module, optim: Mapping,

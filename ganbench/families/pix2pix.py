@@ -59,6 +59,10 @@ UNSUPPORTED_REGULARIZERS = {
     ZCR: "perturbs G's latent z, and pix2pix's G takes an image A, no z",
 }
 
+#: family options of the latent-z families -> what they are: the image-to-image families' Gs take an image, no z
+LATENT_OPTIONS = {"codes": "InfoGAN's latent codes", "info_weight": "InfoGAN's mutual-information weights",
+                  "continuous_loss": "InfoGAN's continuous-code likelihood", "code_samples": "InfoGAN's code metric"}
+
 #: device type -> (get the default generator's state, set it)
 RNG: dict[str, tuple[Callable, Callable]] = {
     "cpu": (lambda device: torch.get_rng_state(), lambda device, state: torch.set_rng_state(state)),
@@ -106,6 +110,14 @@ def first_inputs(pairs: Dataset, idx: Tensor) -> Tensor:
     return torch.stack([pairs[int(i)][0] for i in idx])
 
 
+def refuse_latent_options(family: str, options: Mapping[str, Any]) -> None:
+    """One ConfigError for an option of InfoGAN (``LATENT_OPTIONS``) given to an image-to-image family."""
+    for key, what in LATENT_OPTIONS.items():
+        if key in options:
+            raise ConfigError(f"family.{key}: {what} act on G's latent z, and family={family}'s G takes an image (no "
+                              f"z): remove family.{key} (InfoGAN is family=infogan)")
+
+
 def _check_weight(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ConfigError(f"family.{key} must be a number >= 0; got {value!r}")
@@ -116,6 +128,7 @@ class Pix2Pix(GAN):
     """pix2pix (see the module docstring). Options: conf/family/pix2pix.yaml."""
 
     supports_pack = False
+    primary_metric = "psnr"  # against the ground truth B (families.md 10.3); the best checkpoint follows it
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, *, fixed_a: Tensor | None = None,
                  fixed_b: Tensor | None = None, test_pairs: Dataset | None = None, l1_weight: float = 100.0,
@@ -123,6 +136,7 @@ class Pix2Pix(GAN):
                  metric_pairs: int | None = None, **kwargs: Any):
         if fixed_a is None or fixed_b is None or test_pairs is None:
             raise ConfigError("family=pix2pix needs the test pairs (fixed_a, fixed_b, test_pairs from build_networks)")
+        refuse_latent_options("pix2pix", kwargs)
         super().__init__(generator, discriminator, **kwargs)
         for name, reg in self.regularizers.items():
             for kind, why in UNSUPPORTED_REGULARIZERS.items():

@@ -54,7 +54,7 @@ from ganbench.consistency import ZCR
 from ganbench.data.sr import bicubic_up
 from ganbench.errors import ConfigError
 from ganbench.families.gan import GAN
-from ganbench.families.pix2pix import first_inputs, grid_rows
+from ganbench.families.pix2pix import first_inputs, grid_rows, refuse_latent_options
 from ganbench.metrics.paired import PSNR_CAP_DB, pair_batches, to_unit
 
 log = logging.getLogger("ganbench")
@@ -202,6 +202,7 @@ class SRGAN(GAN):
         if fixed_lr is None or fixed_hr is None or test_pairs is None or scale is None:
             raise ConfigError("family=srgan needs the test pairs and scale (fixed_lr, fixed_hr, test_pairs, scale "
                               "from build_networks)")
+        refuse_latent_options("srgan", kwargs)
         super().__init__(generator, discriminator, **kwargs)
         for name, reg in self.regularizers.items():
             if isinstance(reg, ZCR):
@@ -226,6 +227,7 @@ class SRGAN(GAN):
         self.test_pairs = test_pairs
         self.grid_columns = len(fixed_lr)  # one row each for bicubic, SR, HR
         self.sr_metrics = SRMetrics(metric_channels, metric_pairs) if sr_metrics else None
+        self.primary_metric = f"psnr_{metric_channels}"  # SR's PSNR against HR; the best checkpoint follows it
         self.g_steps_target = int(self.optim_cfg.get("g_steps") or 0)
 
     @classmethod
