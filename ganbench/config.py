@@ -22,7 +22,20 @@ from ganbench.errors import ConfigError
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 # resolvers the YAML files use (registered on import: every entrypoint and test composing conf/ imports this module)
-OmegaConf.register_new_resolver("ganbench_run_id", lambda overrides: overrides or "default", replace=True)
+def run_id(overrides: str, limit: int = 200) -> str:
+    """A run's directory name: its overrides (``loss=ns,reg=gp``), or ``default``; a name longer than ``limit``
+    (file systems allow 255 bytes) keeps its first 150 characters plus a hash of the whole, so the same command
+    still finds the same directory (resume)."""
+    import hashlib
+
+    name = overrides or "default"
+    if len(name.encode()) <= limit:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+    return f"{name.encode()[:150].decode(errors='ignore')}...{digest}"
+
+
+OmegaConf.register_new_resolver("ganbench_run_id", run_id, replace=True)
 # budgets counted in discriminator steps (compare_gan's convention): g_steps: ${ganbench_div:200000,${optim.n_disc}}
 OmegaConf.register_new_resolver("ganbench_div", lambda a, b: int(a) // int(b), replace=True)
 CONFIG_NAME = "train"

@@ -208,3 +208,13 @@ def test_bf16_mixed_precision_with_a_gradient_penalty_trains(run, tmp_path):
     assert result(tmp_path / "run")["status"] == "completed"
     rows = read_csv(tmp_path / "run" / "metrics.csv").dropna(subset=["loss/d"])
     assert len(rows) == 4 and rows[["loss/d", "loss/g", "reg/gp"]].notna().all().all()
+
+
+def test_a_long_override_list_gets_a_short_stable_run_directory_name():
+    from ganbench.config import run_id
+
+    assert run_id("") == "default" and run_id("loss=ns,reg=gp") == "loss=ns,reg=gp"
+    long = ",".join(f"model.generator.key_{i}={i}" for i in range(40))
+    name = run_id(long)
+    assert len(name.encode()) <= 200 and name == run_id(long) and name.startswith(long[:100])
+    assert run_id(long + ",seed=1") != name  # the hash covers the whole list
