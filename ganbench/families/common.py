@@ -42,6 +42,11 @@ def logit(out: Output) -> Tensor:
     return out["logit"] if isinstance(out, dict) else out
 
 
+def detached(out: Output) -> Output:
+    """A tensor, or a dict of tensors (CycleGAN's translations both ways), without its graph."""
+    return {k: v.detach() for k, v in out.items()} if isinstance(out, dict) else out.detach()
+
+
 def split_output(out: Output, n: int) -> tuple[Output, Output]:
     """Split a joint D output (a tensor or a dict of tensors) into its first ``n`` rows and the rest."""
     if isinstance(out, dict):

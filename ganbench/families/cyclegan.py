@@ -21,9 +21,10 @@ judges domain B (real B against G_A(A)), D_B judges domain A (real A against G_B
   + lambda_A |G_B(G_A(A)) - A| + lambda_B |G_A(G_B(B)) - B| (``loss/cycle_a``, ``loss/cycle_b``; 10 each)
   + lambda_idt (lambda_B |G_A(B) - B| + lambda_A |G_B(A) - A|) (``loss/idt_a``, ``loss/idt_b``; lambda_idt 0.5),
   every L1 a mean over pixels (``torch.nn.L1Loss``).
-- Step order: ganbench's D step, then G step, on one batch (the reference: G then D on one ``forward()``). The D
-  step translates without gradients; the G step translates again (the same images: G has not changed and has no
-  dropout by default) and sees the updated Ds. ``d_calls``: separate (the reference) or joint.
+- Step order: ganbench's D step, then G step, on one batch (the reference: G then D on one ``forward()``). G
+  translates once per iteration, as the reference: the D step's translations (detached, through the pools, for the
+  Ds) are the G step's (``reuse_fakes``), whose GAN terms see the updated Ds. ``d_calls``: separate (the reference)
+  or joint.
 - Penalties (gp, r1, r2, dragan, cr, bcr, ...) are taken per D on its own domain (``routed_penalties``):
   ``reg/<name>_a`` is D_A's on real B and pooled fake B, ``reg/<name>_b`` D_B's on real A and pooled fake A, each
   with a critic that runs that D alone; both are added, so each D gets its own penalty at the full weight. A
@@ -119,6 +120,7 @@ class CycleGAN(GAN):
     """CycleGAN (see the module docstring). Options: conf/family/cyclegan.yaml."""
 
     supports_pack = False
+    reuse_fakes = True  # optimize_parameters: one forward (fake_B, fake_A) for G's step and, detached, D's
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, *, fixed_a: Tensor | None = None,
                  test_a: Dataset | None = None, lambda_a: float = 10.0, lambda_b: float = 10.0,
@@ -269,8 +271,7 @@ class CycleGAN(GAN):
         """Both Gs in one step: GAN terms of D_A(G_A(A)) and D_B(G_B(B)), cycle and identity terms."""
         self.D.requires_grad_(False)  # G's step needs D's input gradients only
         try:
-            inputs = self.g_inputs(batch_size, real_cond or {})
-            fake = self.generate(inputs)
+            inputs, fake = self.generator_fakes(batch_size, real_cond or {})
             needs_real = self.joint_g_step or getattr(self.loss, "needs_real_in_g_step", False)
             terms = {}
             for d in ("b", "a"):

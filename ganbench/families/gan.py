@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from ganbench.errors import ConfigError
-from ganbench.families.common import D_CALLS, PRIORS, Output, ema_avg_fn, logit, split_output
+from ganbench.families.common import D_CALLS, PRIORS, Output, detached, ema_avg_fn, logit, split_output
 from ganbench.families.optimizers import NETS, lazy_ratio, lr_schedule, make_optimizer, optimizer_factory
 from ganbench.families.sampling import EMASampling
 from ganbench.families.simultaneous import SimultaneousUpdates
@@ -64,6 +64,9 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
     native_conditioning = False
     #: the short name of the family's own primary metric (picks the best checkpoint); None: the evaluator's
     primary_metric: str | None = None
+    #: whether G's step reuses the outputs G made for the D step just before it (one forward per iteration, as the
+    #: image-to-image references do: G's inputs come from the batch); False: the G step draws its own (new z)
+    reuse_fakes = False
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss,
                  regularizers: Mapping[str, Regularizer], augment: nn.Module, optim: Mapping,
@@ -308,9 +311,13 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
 
     def discriminator_step(self, batch) -> dict[str, Tensor]:
         real, real_cond = self.real_inputs(batch)
-        with torch.no_grad():
+        keep = self.reuse_fakes and not self.simultaneous and (self.d_step + 1) % self.n_disc == 0
+        with torch.set_grad_enabled(keep):  # kept with its graph for the G step that follows (``reuse_fakes``)
             inputs = self.g_inputs(real.shape[0], real_cond)
             fake = self.generate(inputs)
+        if keep:
+            self._kept_fakes = (inputs, fake)
+            fake = detached(fake)
         fake_cond = self.fake_condition(inputs)
         real_out, fake_out, terms = self.d_loss_terms(real, real_cond, fake, fake_cond, inputs)
         total = sum(terms.values())
@@ -328,11 +335,18 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
         terms["d_real"], terms["d_fake"] = logit(real_out).mean(), logit(fake_out).mean()
         return terms
 
+    def generator_fakes(self, batch_size: int, real_cond: Mapping[str, Tensor]) -> tuple[dict, Tensor]:
+        """(G's inputs, G's outputs with their graph) for a G step: those the D step kept (``reuse_fakes``), or new."""
+        kept, self._kept_fakes = getattr(self, "_kept_fakes", None), None
+        if kept is not None:
+            return kept
+        inputs = self.g_inputs(batch_size, real_cond)
+        return inputs, self.generate(inputs)
+
     def generator_step(self, batch_size: int, real: Tensor, real_cond: dict | None = None) -> dict[str, Tensor]:
         self.D.requires_grad_(False)  # G's step needs D's input gradients only, not its weight gradients
         try:
-            inputs = self.g_inputs(batch_size, real_cond or {})
-            fake = self.generate(inputs)
+            inputs, fake = self.generator_fakes(batch_size, real_cond or {})
             if self.joint_g_step:
                 real_out, fake_out = self.discriminate_pair(real, real_cond or {}, fake, self.fake_condition(inputs))
             else:

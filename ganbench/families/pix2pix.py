@@ -17,8 +17,8 @@ Reference: junyanz/pytorch-CycleGAN-and-pix2pix@032e88438b1b2690e538c2cf399ebceb
 - G's loss: loss.generator(D(A, G(A))) + ``l1_weight`` (100, ``--lambda_L1``) * mean |G(A) - B| (``loss/l1``).
   loss=ns is the reference's ``vanilla`` G loss (BCE against "real").
 - Step order: D then G on the same batch (``optimize_parameters``); ``d_calls: separate`` as the reference (one D
-  call on the fakes, one on the reals; the G step scores the fakes only). The G step draws G(A) again (a new
-  dropout draw), where the reference reuses the D step's fake_B.
+  call on the fakes, one on the reals; the G step scores the fakes only). G runs once per iteration: the D step's
+  G(A) (detached for D) is the G step's, as the reference's fake_B (``reuse_fakes``).
 - Augmentation (``augment=diffaug``, ADA): one draw covers A and X of a pair. The augmentation runs on X, then the
   random stream is rewound and it runs on A, so every random parameter (colour factors, translation, cutout) is
   the same for both; applying it to cat(A, X) instead would mix A's and X's channels in the colour transforms
@@ -128,6 +128,7 @@ class Pix2Pix(GAN):
     """pix2pix (see the module docstring). Options: conf/family/pix2pix.yaml."""
 
     supports_pack = False
+    reuse_fakes = True  # optimize_parameters: one forward, fake_B used by backward_D (detached) and backward_G
     primary_metric = "psnr"  # against the ground truth B (families.md 10.3); the best checkpoint follows it
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, *, fixed_a: Tensor | None = None,

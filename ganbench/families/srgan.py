@@ -192,6 +192,7 @@ class SRGAN(GAN):
     """SRGAN (see the module docstring). Options: conf/family/srgan.yaml."""
 
     supports_pack = False
+    reuse_fakes = True  # mmagic's SRGAN train_step: one G forward, used by G's loss and, detached, by D's
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, *, fixed_lr: Tensor | None = None,
                  fixed_hr: Tensor | None = None, test_pairs: Dataset | None = None, scale: int | None = None,
