@@ -32,7 +32,7 @@ CASES = {
     # the tiny CPU StyleGAN2 (32 channels at every resolution, w 64, 2 mapping layers)
     "stylegan2": (["model=stylegan2", "loss=ns", "optim.z_dim=64", "model.generator.w_dim=64",
                    "model.generator.channel_base=1024", "model.generator.channel_max=32",
-                   "model.discriminator.channel_base=1024", "model.discriminator.channel_max=32", *BASE], 2, 12),
+                   "model.discriminator.channel_base=1024", "model.discriminator.channel_max=32", *BASE], 4, 30),
 }
 
 
