@@ -281,6 +281,13 @@ class InfoGAN(GAN):
                 "cont": torch.rand(n, self.codes.continuous, generator=generator) * 2 - 1}
 
     # -- D's side ---------------------------------------------------------------------------------------------------
+    def discriminate_pair(self, real, real_cond, fake, fake_cond, joint: bool = True):
+        """With separate calls Q is not run on the reals (only fakes have codes to recover); one joint call runs it
+        on both (its batch norm then sees both, as D's)."""
+        if joint:
+            return super().discriminate_pair(real, real_cond, fake, fake_cond, joint)
+        return self.discriminate(real, {**real_cond, "heads": False}), self.discriminate(fake, fake_cond)
+
     def penalty_critic(self, real_cond, fake_cond):
         return lambda x: self.critic(x, {"heads": False})
 
