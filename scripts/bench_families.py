@@ -191,11 +191,9 @@ def time_plain(name, m, loader, o, warmup, steps) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-PLAIN = {"conditional", "conditional_mlp", "pack2", "began", "infogan"}
-
-
-def bench(name: str, rounds: int) -> dict:
-    overrides, warmup, steps = CASES[name]
+def side_by_side(overrides, rounds: int, time_ours, time_plain, name: str = "") -> dict:
+    """ganbench vs a plain loop on copies of the same networks (same initial state), in ABBA rounds: ``time_ours(m,
+    dm)`` and ``time_plain(m, dm)`` return seconds per generator step; the medians and their ratio."""
     cfg = compose_cfg(overrides)
     L.seed_everything(0, verbose=False)
     module, dm, _ = build(cfg)
@@ -203,23 +201,25 @@ def bench(name: str, rounds: int) -> dict:
     state = copy.deepcopy(module.state_dict())
     ours, plain = [], []
 
-    def run_ours():
+    def fresh():
         m, _, _ = build(cfg)
         m.load_state_dict(state)
-        ours.append(time_ganbench(m, dm, warmup, steps, cfg.optim.n_disc))
+        return m
 
-    def run_plain():
-        m, _, _ = build(cfg)
-        m.load_state_dict(state)
-        plain.append(time_plain(name, m, dm.train_dataloader(), cfg.optim, warmup, steps))
+    runs = ((ours, time_ours), (plain, time_plain))
+    for r in range(rounds):
+        for out, fn in (runs if r % 2 == 0 else runs[::-1]):
+            out.append(fn(fresh(), dm))
+    t_ours, t_plain = statistics.median(ours), statistics.median(plain)
+    return {"case": name, "ours": t_ours, "plain": t_plain, "ratio": t_ours / t_plain, "runs": (ours, plain),
+            "cfg": cfg}
 
-    fns = (run_ours, run_plain) if name in PLAIN else (run_ours,)
-    for r in range(rounds):  # ABBA order
-        for fn in (fns if r % 2 == 0 else fns[::-1]):
-            fn()
-    t_ours = statistics.median(ours)
-    t_plain = statistics.median(plain) if plain else float("nan")
-    return {"case": name, "ours": t_ours, "plain": t_plain, "ratio": t_ours / t_plain, "runs": (ours, plain)}
+
+def bench(name: str, rounds: int) -> dict:
+    overrides, warmup, steps = CASES[name]
+    o = compose_cfg(overrides).optim
+    return side_by_side(overrides, rounds, lambda m, dm: time_ganbench(m, dm, warmup, steps, o.n_disc),
+                        lambda m, dm: time_plain(name, m, dm.train_dataloader(), o, warmup, steps), name)
 
 
 def report(description: str, cases, bench_fn, note: str = "") -> None:

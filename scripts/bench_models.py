@@ -13,14 +13,8 @@ Run it on a quiet machine: other processes show up as spread between rounds.
 
 from __future__ import annotations
 
-import copy
-import statistics
-
-import lightning as L
-
-from bench_families import report, time_plain as time_plain_conditional
+from bench_families import report, side_by_side, time_plain as time_plain_conditional
 from bench_train import compose_cfg, time_ganbench, time_plain
-from ganbench.build import build
 
 BASE = ["data=polygons", "data.resolution=32", "optim.batch_size=16", "reg=none", "metrics=none", "ema.decay=0",
         "log_every=10"]
@@ -47,28 +41,8 @@ def plain_step_timer(name: str, module, dm, cfg, warmup: int, steps: int) -> flo
 def bench(name: str, rounds: int) -> dict:
     overrides, warmup, steps = CASES[name]
     cfg = compose_cfg(overrides)
-    L.seed_everything(0, verbose=False)
-    module, dm, _ = build(cfg)
-    dm.setup()
-    state = copy.deepcopy(module.state_dict())
-    ours, plain = [], []
-
-    def fresh():
-        m, _, _ = build(cfg)
-        m.load_state_dict(state)
-        return m
-
-    def run_ours():
-        ours.append(time_ganbench(fresh(), dm, warmup, steps, cfg.optim.n_disc))
-
-    def run_plain():
-        plain.append(plain_step_timer(name, fresh(), dm, cfg, warmup, steps))
-
-    for r in range(rounds):  # ABBA order
-        for fn in ((run_ours, run_plain) if r % 2 == 0 else (run_plain, run_ours)):
-            fn()
-    t_ours, t_plain = statistics.median(ours), statistics.median(plain)
-    return {"case": name, "ours": t_ours, "plain": t_plain, "ratio": t_ours / t_plain, "runs": (ours, plain)}
+    return side_by_side(overrides, rounds, lambda m, dm: time_ganbench(m, dm, warmup, steps, cfg.optim.n_disc),
+                        lambda m, dm: plain_step_timer(name, m, dm, cfg, warmup, steps), name)
 
 
 def main():

@@ -12,18 +12,14 @@ on the same loader; rounds alternate (ABBA) and the median seconds per generator
 
 from __future__ import annotations
 
-import copy
 import random
-import statistics
 import time
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
-from bench_families import report
-from bench_train import compose_cfg, time_ganbench
-from ganbench.build import build
+from bench_families import report, side_by_side
+from bench_train import time_ganbench
 
 BASE = ["data.resolution=32", "optim.batch_size=8", "reg=none", "metrics=none", "ema.decay=0", "log_every=10",
         "optim.lr=0.0002", "optim.beta1=0.5", "optim.beta2=0.999"]
@@ -125,29 +121,8 @@ def time_plain(name, m, loader, warmup, steps) -> float:
 
 def bench(name: str, rounds: int) -> dict:
     overrides, warmup, steps = CASES[name]
-    cfg = compose_cfg(overrides)
-    L.seed_everything(0, verbose=False)
-    module, dm, _ = build(cfg)
-    dm.setup()
-    state = copy.deepcopy(module.state_dict())
-    ours, plain = [], []
-
-    def fresh():
-        m, _, _ = build(cfg)
-        m.load_state_dict(state)
-        return m
-
-    def run_ours():
-        ours.append(time_ganbench(fresh(), dm, warmup, steps, cfg.optim.n_disc))
-
-    def run_plain():
-        plain.append(time_plain(name, fresh(), dm.train_dataloader(), warmup, steps))
-
-    for r in range(rounds):  # ABBA order
-        for fn in ((run_ours, run_plain) if r % 2 == 0 else (run_plain, run_ours)):
-            fn()
-    t_ours, t_plain = statistics.median(ours), statistics.median(plain)
-    return {"case": name, "ours": t_ours, "plain": t_plain, "ratio": t_ours / t_plain, "runs": (ours, plain)}
+    return side_by_side(overrides, rounds, lambda m, dm: time_ganbench(m, dm, warmup, steps, 1),
+                        lambda m, dm: time_plain(name, m, dm.train_dataloader(), warmup, steps), name)
 
 
 def main():

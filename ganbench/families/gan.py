@@ -14,16 +14,12 @@ A family is a subclass that overrides only what differs from this loop (see ``ga
 what G receives (``sample_inputs``, ``generate``), what D receives besides the images (``real_condition``,
 ``fake_condition``, ``discriminate``), the extra loss terms (``d_terms``, ``g_terms``), and how its networks are
 built (``build_networks``). The phases (D step, penalties, G step, EMA, divergence, checkpoints) stay here.
-
-PacGAN (Lin et al. 2018, fjxmlzn/PacGAN@190853e ``model.py``): with ``pack=m`` D scores packs of m samples
-concatenated along channels (images) or features (vectors); packs are formed within the real half and within the
-fake half, never across; each image is augmented before packing; penalties see packs (one interpolation per pack,
-one gradient norm per pack, as CTGAN's packed WGAN-GP).
+PacGAN's packing (``pack=m``) is ``families/packing.py``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import lightning as L
 import torch
@@ -33,6 +29,7 @@ from torch.optim.swa_utils import AveragedModel
 from ganbench.errors import ConfigError
 from ganbench.families.common import D_CALLS, PRIORS, Output, detached, ema_avg_fn, logit, split_output
 from ganbench.families.optimizers import NETS, lazy_ratio, lr_schedule, make_optimizer, optimizer_factory
+from ganbench.families.packing import Packing
 from ganbench.families.sampling import EMASampling
 from ganbench.families.simultaneous import SimultaneousUpdates
 from ganbench.families.state import ResumableState
@@ -40,7 +37,7 @@ from ganbench.losses import AdversarialLoss
 from ganbench.regularizers import Regularizer
 
 
-class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
+class GAN(Packing, SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
     """Unconditional GAN: G maps a prior sample z to data, D scores data with a logit.
 
     Args:
@@ -58,8 +55,6 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
         pack: PacGAN's packing degree m (1: D scores single samples).
     """
 
-    #: whether ``family.pack > 1`` makes sense for this family (D scores single unconditioned samples)
-    supports_pack = True
     #: whether it takes a model whose G is class-conditional by construction (``model.conditional: native``)
     native_conditioning = False
     #: the short name of the family's own primary metric (picks the best checkpoint); None: the evaluator's
@@ -119,23 +114,6 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
     @classmethod
     def family_name(cls) -> str:
         return cls.__module__.rsplit(".", 1)[-1]
-
-    @classmethod
-    def check_pack(cls, pack: Any, batch_size: int) -> int:
-        try:
-            m = int(pack)
-            ok = m >= 1 and m == float(pack)
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ConfigError(f"family.pack must be an integer >= 1 (1: no packing); got {pack!r}")
-        if m > 1 and not cls.supports_pack:
-            raise ConfigError(f"family.pack={m}: family={cls.family_name()} does not score single samples, so "
-                              f"PacGAN's packing does not apply; packing works with family=gan and family=infogan")
-        if batch_size % m:
-            raise ConfigError(f"family.pack={m} needs optim.batch_size divisible by {m} (packs never mix real "
-                              f"and fake); got optim.batch_size={batch_size}")
-        return m
 
     @classmethod
     def build_networks(cls, cfg, datamodule, d_kwargs: dict, options: dict) -> tuple[nn.Module, nn.Module, dict]:
@@ -211,14 +189,6 @@ class GAN(SimultaneousUpdates, EMASampling, ResumableState, L.LightningModule):
 
         critic.fake = lambda x: self.critic(x, fake_cond)
         return critic
-
-    # -- packing (PacGAN) -------------------------------------------------------------------------------------------
-    def packed(self, x: Tensor) -> Tensor:
-        """(N, C, ...) -> (N / m, m * C, ...): consecutive samples form a pack, sample j in channels j*C..(j+1)*C."""
-        return x if self.pack == 1 else x.reshape(x.shape[0] // self.pack, x.shape[1] * self.pack, *x.shape[2:])
-
-    def unpacked(self, x: Tensor) -> Tensor:
-        return x if self.pack == 1 else x.reshape(x.shape[0] * self.pack, x.shape[1] // self.pack, *x.shape[2:])
 
     # -- the extra terms of a family (override) ---------------------------------------------------------------------
     def d_adversarial(self, real_out: Output, fake_out: Output) -> Tensor:

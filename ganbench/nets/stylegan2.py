@@ -295,8 +295,7 @@ class Generator(nn.Module):
         self.truncation_psi, self.truncation_cutoff = float(truncation_psi), truncation_cutoff
         self.noise_mode = noise_mode
 
-    def sampling_protocol(self) -> dict:
-        """What evaluation samples go through (recorded in result.json's protocol)."""
+    def sampling_protocol(self) -> dict:  # what evaluation samples go through (in result.json's protocol)
         return {"truncation_psi": self.truncation_psi, "truncation_cutoff": self.truncation_cutoff,
                 "noise_mode": self.noise_mode}
 
@@ -340,8 +339,8 @@ class DiscriminatorBlock(nn.Module):
     def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, img_channels: int, residual: bool,
                  norm: NormFactory, conv_clamp: float | None = None):
         super().__init__()
-        self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, "lrelu", conv_clamp=conv_clamp) \
-            if in_channels == 0 else None
+        self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, "lrelu", conv_clamp=conv_clamp) if not in_channels \
+            else None
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, "lrelu", conv_clamp=conv_clamp)
         self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, "lrelu", down=2, conv_clamp=conv_clamp)
         self.norm0, self.norm1 = norm(tmp_channels), norm(out_channels)
@@ -382,8 +381,7 @@ class Discriminator(nn.Module):
         self.mbstd_group_size, self.mbstd_num_channels = mbstd_group_size, mbstd_num_channels
         self.conv = Conv2dLayer(ch[4] + mbstd_num_channels, ch[4], 3, "lrelu", conv_clamp=conv_clamp)
         self.fc = FullyConnected(ch[4] * 16, ch[4], "lrelu")
-        self.feature_dim = ch[4]
-        self.num_classes = int(num_classes)
+        self.feature_dim, self.num_classes = ch[4], int(num_classes)
         self.cmap_dim = (ch[4] if cmap_dim is None else int(cmap_dim)) if self.num_classes else 0
         self.head = FullyConnected(ch[4], self.cmap_dim or 1)
         self.mapping = MappingNetwork(0, self.num_classes, self.cmap_dim, None, mapping_layers, w_avg_beta=None) \
