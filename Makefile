@@ -25,6 +25,10 @@ bench: install
 	$(PY) scripts/bench_metrics.py
 	$(PY) scripts/bench_analyze.py
 	$(PY) scripts/bench_sweep_overhead.py
+	$(PY) scripts/bench_models.py
+	$(PY) scripts/bench_compile.py
+	$(PY) scripts/bench_progan.py
+	$(PY) scripts/bench_translation.py
 
 clean:
 	rm -rf outputs/* .pytest_cache
