@@ -129,7 +129,8 @@ def _applies(cfg: DictConfig, key: str) -> bool:
 
 def apply_search(cfg: DictConfig) -> dict[str, Any]:
     """Set the keys of ``cfg.search.space`` to sample ``cfg.search.sample``'s draws (nothing when it is null or
-    there is no ``search``); return what was set."""
+    there is no ``search``, nor for sample 0 with ``search.defaults_first``: the model's defaults, the space still
+    checked); return what was set."""
     search = cfg.get("search")
     if not search or search.get("sample") is None:
         return {}
@@ -142,6 +143,8 @@ def apply_search(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"search.sample must be an integer >= 0 (or null); got {sample}")
     space = flatten_space(OmegaConf.to_container(search.get("space") or {}, resolve=True))
     drawn = {key: draw(key, spec, seed, sample) for key, spec in space.items() if _applies(cfg, key)}
+    if sample == 0 and search.get("defaults_first"):
+        return {}  # compare_gan v1 generate_tasks_lib.py::TuneParams: sample 0 of every model is its defaults
     for key, value in drawn.items():
         OmegaConf.update(cfg, key, value, merge=False)
     return drawn

@@ -127,3 +127,15 @@ def test_no_normalizer_but_batch_norm_is_drawn(composed):
         space = flatten_space(OmegaConf.to_container(composed("ns", phase).search.space))
         assert not [k for k in space if k != BN and ("norm" in k or k.startswith(("reg.sn", "reg.ln", "reg.bn")))]
         assert list(composed("ns", phase).reg) == ["none"]
+
+
+@pytest.mark.parametrize("phase", ["wide", "narrow"])
+def test_sample_0_is_the_models_defaults_as_v1s_tune_params(composed, phase):
+    """google/compare_gan v1@d6c5976 generate_tasks_lib.py::TuneParams: samples = [GetDefaultParams] + draws."""
+    cfg = composed("dragan", phase)
+    cfg.search.sample = 0
+    assert apply_search(cfg) == {}
+    assert (cfg.optim.lr, cfg.optim.beta1, cfg.optim.n_disc) == DEFAULTS["dragan"]
+    assert cfg.model.discriminator.batch_norm is True  # v1's default, even where the narrow range is [False]
+    cfg.search.sample = 1
+    assert apply_search(cfg)  # sample 1 on: drawn
