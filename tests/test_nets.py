@@ -374,3 +374,29 @@ def test_unpool_puts_each_value_top_left_of_its_cell():
     x = torch.arange(4.0).reshape(1, 1, 2, 2)
     expected = torch.tensor([[0, 0, 1, 0], [0, 0, 0, 0], [2, 0, 3, 0], [0, 0, 0, 0.]]).reshape(1, 1, 4, 4)
     assert torch.equal(Unpool()(x), expected)
+
+
+def test_infogan_nets_match_compare_gan_v1s_layer_table():
+    """Every variable of compare_gan v1's nets at 28x28x1, z 64 (google/compare_gan v1@d6c5976
+    compare_gan/src/gans/abstract_gan.py generator / discriminator with discriminator_batchnorm, ops.py: linear,
+    conv2d and deconv2d with biases, batch_norm with scale=True: gamma and beta), written out from that file; TF's
+    (h, w, in, out) kernels as torch's shapes."""
+    g_ref = [(1024, 64), (1024,), (1024,), (1024,),  # g_fc1 (matrix, bias), g_bn1 (gamma, beta)
+             (6272, 1024), (6272,), (6272,), (6272,),  # g_fc2 128 * 7 * 7, g_bn2
+             (128, 64, 4, 4), (64,), (64,), (64,),  # g_dc3 deconv 4x4 s2 to 64, g_bn3
+             (64, 1, 4, 4), (1,)]  # g_dc4 deconv 4x4 s2 to c_dim (then sigmoid)
+    d_ref = [(64, 1, 4, 4), (64,),  # d_conv1 4x4 s2
+             (128, 64, 4, 4), (128,), (128,), (128,),  # d_conv2 4x4 s2, d_bn2
+             (1024, 6272), (1024,), (1024,), (1024,),  # d_fc3, d_bn3
+             (1, 1024), (1,)]  # d_fc4
+    import math
+
+    from ganbench.nets import infogan
+
+    g = infogan.Generator(64, (1, 28, 28))
+    d = infogan.Discriminator((1, 28, 28), batch_norm=True)
+    assert [tuple(p.shape) for p in g.parameters()] == g_ref
+    assert [tuple(p.shape) for p in d.parameters()] == d_ref
+    count = lambda shapes: sum(math.prod(s) for s in shapes)  # noqa: E731
+    assert sum(p.numel() for p in g.parameters()) == count(g_ref) == 6_642_241
+    assert sum(p.numel() for p in d.parameters()) == count(d_ref) == 6_559_169
