@@ -463,3 +463,16 @@ def test_wandb_push_with_the_real_library_writes_every_table_and_figure(tmp_path
     assert "run_dir" in tables["runs"]["columns"] and len(tables["settings"]["data"]) == len(study.settings)
     figures = {p.name.rsplit("_", 2)[0] for p in (run / "files" / "media" / "images").rglob("*.png")}
     assert figures == {"top_fraction", "budget", "best_seeds", "pairwise"}
+
+
+def test_sndcgan_bn_and_ln_cells_are_named_as_extending_the_study():
+    """compare_gan's SNDCGAN has no BN/LN hook in D: the report names sndcgan x {bn, ln} (and with a penalty) as
+    cells beyond Kurach et al.'s study; other models and regularizers are not named."""
+    import pandas as pd
+
+    from ganbench.analyze.report import extended_cells
+
+    runs = pd.DataFrame({"model": ["sndcgan", "sndcgan", "sndcgan", "resnet_cifar", "sndcgan"],
+                         "loss": ["ns", "wgan", "ns", "ns", "hinge"], "reg": ["bn", "gp+ln", "sn", "bn", "none"]})
+    assert extended_cells(runs) == ["sndcgan ns/bn", "sndcgan wgan/gp+ln"]
+    assert extended_cells(runs.iloc[2:3]) == [] and extended_cells(pd.DataFrame()) == []

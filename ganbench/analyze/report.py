@@ -122,6 +122,26 @@ def _statuses(study: Study) -> str:
     return "## Runs by status\n\n" + md_table(counts, {"status": "status", "runs": "runs"}) + note
 
 
+def extended_cells(runs) -> list[str]:
+    """The cells of ``runs`` that the studies' code could not train: compare_gan's SNDCGAN has no batch/layer norm
+    hook in D (google/compare_gan v2@766edb2 ``dcgan_architecture.py::sn_discriminator``), so sndcgan x bn/ln (alone
+    or with a penalty) extends Kurach et al.'s grid."""
+    if runs.empty or not {"model", "reg"} <= set(runs.columns):
+        return []
+    normed = runs["reg"].astype(str).str.split("+").map(lambda parts: bool({"bn", "ln"} & set(parts)))
+    cells = runs[(runs["model"] == "sndcgan") & normed]
+    return sorted({f"sndcgan {loss}/{reg}" for loss, reg in zip(cells["loss"], cells["reg"])})
+
+
+def _extensions(study: Study) -> list[str]:
+    cells = extended_cells(study.runs)
+    if not cells:
+        return []
+    return ["## Cells beyond the study\n\ncompare_gan's SNDCGAN has no batch- or layer-norm hook in D, so Kurach et "
+            "al. 2019 trained no " + ", ".join(cells) + " run: these cells extend the study (no published number "
+            "exists for them)."]
+
+
 def _protocols(study: Study) -> str:
     table = study.protocols
     if table.empty:
@@ -213,7 +233,8 @@ def _figures(study: Study, out: Path) -> str:
 def render(study: Study, out: Path, inputs: Iterable[Path]) -> str:
     """The whole report.md text."""
     beside_paper = [published.markdown(name, table) for name, table in study.published.items()]
-    sections = [_overview(study, inputs), _statuses(study), _protocols(study), *beside_paper, _best_per_cell(study),
+    sections = [_overview(study, inputs), _statuses(study), _protocols(study), *beside_paper, *_extensions(study),
+                _best_per_cell(study),
                 _budget(study), _pairwise(study), _reruns(study), _disk(study), _figures(study, Path(out)),
                 "## Files\n\nruns.csv / runs.parquet (one row per run), settings.csv (one row per setting), "
                 "cells.csv, budget.csv, pairwise.csv."]
