@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ganbench.errors import ConfigError
 from ganbench.nets.layers import NormFactory, check_image_shape, identity_norm
-from ganbench.nets.stylegan2 import minibatch_std
+from ganbench.nets.stylegan2_ops import minibatch_std
 
 SQRT2 = math.sqrt(2)
 

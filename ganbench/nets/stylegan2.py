@@ -1,7 +1,7 @@
 """StyleGAN2 (Karras et al. 2020, "Analyzing and Improving the Image Quality of StyleGAN") in plain PyTorch.
 
 The networks of NVlabs/stylegan2-ada-pytorch@d72cc7d (SG2A) ``training/networks.py``, rewritten (FIR resampling
-and bias-activation: ``ganbench/nets/fir.py``):
+and bias-activation: ``ganbench/nets/fir.py``; the pure tensor operations: ``ganbench/nets/stylegan2_ops.py``):
 
 - Equalized learning rate (``FullyConnected``, ``Conv2dLayer``): weights ~ N(0, 1) / lr_mul scaled at run time by
   lr_mul / sqrt(fan_in), biases by lr_mul. These are not nn.Linear/nn.Conv2d: ``model.*.init``, ``reg=sn`` and
@@ -42,47 +42,13 @@ from torch import Tensor, nn
 from ganbench.errors import ConfigError
 from ganbench.nets.fir import ACTIVATIONS, bias_act, conv2d_resample, setup_filter, upsample2d
 from ganbench.nets.layers import NormFactory, check_image_shape, identity_norm
+# the pure operations; modulation is re-exported for callers of ganbench.nets.stylegan2
+from ganbench.nets.stylegan2_ops import minibatch_std, modulated_conv2d, modulation, normalize_2nd_moment  # noqa: F401
 
 SQRT_HALF = math.sqrt(0.5)
 NOISE_MODES = ("random", "const", "none")
 #: D architecture -> whether its blocks have the residual 1x1 skip
 ARCHITECTURES = {"orig": False, "resnet": True}
-
-
-# -- pure pieces --------------------------------------------------------------------------------------------------
-def normalize_2nd_moment(x: Tensor, eps: float = 1e-8) -> Tensor:
-    return x * (x.square().mean(1, keepdim=True) + eps).rsqrt()
-
-
-def modulation(weight: Tensor, styles: Tensor) -> tuple[Tensor, Tensor]:
-    """(modulated weights W_oik s_i per sample (N, O, I, k, k), demodulation rsqrt(sum_ik (W s)^2 + 1e-8) (N, O))."""
-    w = weight.unsqueeze(0) * styles.reshape(styles.shape[0], 1, -1, 1, 1)
-    return w, (w.square().sum([2, 3, 4]) + 1e-8).rsqrt()
-
-
-def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, noise: Tensor | None = None, up: int = 1,
-                     padding: int = 0, resample_filter: Tensor | None = None, demodulate: bool = True,
-                     flip_weight: bool = True) -> Tensor:
-    """The modulated (and demodulated) convolution of x (N, I, H, W) as SG2A trains it: x * s, conv with W, * d."""
-    n = x.shape[0]
-    x = conv2d_resample(x * styles.reshape(n, -1, 1, 1), weight, resample_filter, up=up, padding=padding,
-                        flip_weight=flip_weight)
-    if demodulate:
-        x = x * modulation(weight, styles)[1].reshape(n, -1, 1, 1)
-    return x if noise is None else x + noise
-
-
-def minibatch_std(x: Tensor, group_size: int | None, num_channels: int) -> Tensor:
-    """x with ``num_channels`` maps appended: per group of G = min(group_size, N) samples (sample i in group
-    i mod N/G), the std over the group (sqrt(var + 1e-8)) averaged over its C/F channels and pixels."""
-    n, c, h, w = x.shape
-    g = n if group_size is None else min(group_size, n)
-    if n % g:
-        raise ConfigError(f"model.discriminator.mbstd_group_size={group_size} must divide the batch D scores "
-                          f"({n} samples); change optim.batch_size or the group size")
-    y = x.reshape(g, -1, num_channels, c // num_channels, h, w)
-    y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean([2, 3, 4])  # (N/G, F)
-    return torch.cat([x, y.reshape(-1, num_channels, 1, 1).repeat(g, 1, h, w)], dim=1)
 
 
 def channels(res: int, base: int, maximum: int) -> int:
