@@ -14,15 +14,13 @@ Run it on a quiet machine: other processes show up as spread between rounds.
 from __future__ import annotations
 
 import argparse
-import copy
-import statistics
 import time
 
 import lightning as L
 import torch
 
+from bench_families import side_by_side
 from bench_train import compose_cfg
-from ganbench.build import build
 from ganbench.families.progan import fade_reals
 from ganbench.train import quiet_lightning
 
@@ -103,29 +101,10 @@ def time_plain(G, D, loader, z_dim: int, warmup: int, steps: int, device: str) -
 
 
 def bench(rounds: int, device: str, width: int, warmup: int = 5, steps: int = 20) -> dict:
-    cfg = compose_cfg(overrides(width) + (["trainer=gpu"] if device.startswith("cuda") else []))
-    L.seed_everything(0, verbose=False)
-    module, dm, _ = build(cfg)
-    dm.setup()
-    state = copy.deepcopy(module.state_dict())
-    ours, plain = [], []
-
-    def fresh():
-        m, _, _ = build(cfg)
-        m.load_state_dict(state)
-        return m
-
-    def run_ours():
-        ours.append(time_ganbench(fresh(), dm, warmup, steps, device))
-
-    def run_plain():
-        m = fresh()
-        plain.append(time_plain(m.G, m.D, dm.train_dataloader(), cfg.optim.z_dim, warmup, steps, device))
-
-    for r in range(rounds):  # ABBA order
-        for fn in ((run_ours, run_plain) if r % 2 == 0 else (run_plain, run_ours)):
-            fn()
-    return {"ours": statistics.median(ours), "plain": statistics.median(plain), "runs": (ours, plain)}
+    overrides_ = overrides(width) + (["trainer=gpu"] if device.startswith("cuda") else [])
+    z_dim = compose_cfg(overrides_).optim.z_dim
+    return side_by_side(overrides_, rounds, lambda m, dm: time_ganbench(m, dm, warmup, steps, device),
+                        lambda m, dm: time_plain(m.G, m.D, dm.train_dataloader(), z_dim, warmup, steps, device))
 
 
 def main():

@@ -4,8 +4,6 @@ optimizer reset, short CLI runs with augmentations and lazy R1, exact resume aft
 from __future__ import annotations
 
 import math
-import os
-import signal
 
 import pytest
 import torch
@@ -17,7 +15,6 @@ from ganbench.build import build
 from ganbench.config import CONF_DIR
 from ganbench.errors import ConfigError
 from ganbench.families.progan import fade_reals, lod_changed, steps_for_kimg, training_lod
-from ganbench.losses import Wasserstein
 from ganbench.nets.progan import Discriminator, EqualizedConv2d, EqualizedLinear, Generator, upscale
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
@@ -29,19 +26,6 @@ BASE = ["family=progan", "optim.batch_size=4", "optim.z_dim=8", "metrics=none", 
         "samples.num=8", "checkpoint.every=0", "log_every=1", "family.training_kimg=0.008",
         "family.transition_kimg=0.016", "family.minibatch_repeats=1"]
 COMMON = [*BASE, "data.resolution=8", *NETS]
-
-
-class KillAtWGAN(Wasserstein):
-    """WGAN that SIGKILLs its process at the D call named by $GANBENCH_TEST_KILL_AT (as kill_loss.KillAt)."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def discriminator(self, real_logits, fake_logits):
-        self.calls += 1
-        if self.calls == int(os.environ.get("GANBENCH_TEST_KILL_AT", "0")):
-            os.kill(os.getpid(), signal.SIGKILL)
-        return super().discriminator(real_logits, fake_logits)
 
 
 def composed(*overrides):
@@ -202,7 +186,7 @@ def test_trains_a_few_steps_through_the_fade(run, tmp_path, extra):
         assert rows["progan/resolution"].tolist() == [4.0] * 5 + [8.0]
 
 
-RESUME = [*COMMON, "optim.g_steps=8", "loss._target_=test_progan.KillAtWGAN", "checkpoint.every=4"]
+RESUME = [*COMMON, "optim.g_steps=8", "loss._target_=kill_loss.KillAtWGAN", "checkpoint.every=4"]
 
 
 def test_sigkill_mid_fade_then_rerun_ends_bitwise_like_an_uninterrupted_run(cli, run, tmp_path):
