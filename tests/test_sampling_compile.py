@@ -77,6 +77,25 @@ def test_ema_copies_g_until_ema_start_then_averages():
             assert torch.allclose(params(module.sampler), d * before + (1 - d) * params(module.G), atol=1e-6)
 
 
+def test_ema_update_equals_averaged_models_own_update_bitwise():
+    """update_ema's one foreach op gives what AveragedModel.update_parameters with ema_avg_fn gives (the first call
+    copies, then min(decay, (1 + t) / (10 + t))), buffers (batch norm statistics) copied; a stale or shifted t fails."""
+    import copy
+
+    module, _, _ = build(composed("model=pacgan_toy", "data=ring8", "ema.decay=0.99"))  # batch norm buffers in G
+    reference = copy.deepcopy(module.G_ema)
+    for step in range(5):
+        with torch.no_grad():
+            for t in [*module.G.parameters(), *module.G.buffers()]:
+                t.add_(torch.randn_like(t)) if t.is_floating_point() else t.add_(1)
+        module.g_step = step
+        module.update_ema()
+        reference.update_parameters(module.G)
+        ours, ref = module.G_ema.state_dict(), reference.state_dict()
+        assert ours.keys() == ref.keys() and all(torch.equal(ours[k], ref[k]) for k in ours), step
+    assert int(module.G_ema.n_averaged) == 5
+
+
 def test_model_spectral_norm_is_applied_once_with_reg_sn():
     from torch.nn.utils import parametrize
 

@@ -24,16 +24,19 @@ Output = Any  # what D returns: a (N,) logit tensor, or a dict with "logit" and 
 D_CALLS = {"separate": (False, False), "joint": (True, True), "joint_in_d_step": (True, False)}
 
 
+def ema_decay(decay: float, t: int) -> float:
+    """The EMA's decay at its t-th average (t >= 1) with the usual warm-up: min(decay, (1 + t) / (10 + t))."""
+    return min(decay, (1 + t) / (10 + t))
+
+
 def ema_avg_fn(decay: float):
-    """EMA update for ``AveragedModel`` with the usual warm-up: decay_t = min(decay, (1 + t) / (10 + t))."""
+    """``AveragedModel``'s ``multi_avg_fn`` for that EMA (the reference ``update_ema`` is tested against)."""
 
     def update(ema_params, params, num_averaged):
         if not ema_params[0].is_floating_point():  # e.g. batch norm's num_batches_tracked: copied
             torch._foreach_copy_(ema_params, params)
             return
-        t = int(num_averaged)
-        d = min(decay, (1 + t) / (10 + t))
-        torch._foreach_lerp_(ema_params, params, 1 - d)
+        torch._foreach_lerp_(ema_params, params, 1 - ema_decay(decay, int(num_averaged)))
 
     return update
 

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ganbench.errors import ConfigError
+from ganbench.families.common import ema_decay
 
 
 def resampled_normal(n: int, d: int, t: float, **kw) -> Tensor:
@@ -119,19 +120,24 @@ class EMASampling:
         """The EMA generator follows G: parameters averaged, buffers (batch norm statistics, spectral norm's u and v)
         copied, as StyleGAN2-ADA does (NVlabs/stylegan2-ada-pytorch@d72cc7d ``training/training_loop.py``): an
         averaged u/v would no longer be unit vectors and would underestimate sigma. Before G step ``ema.start``
-        the parameters are copied too."""
+        the parameters are copied too. One foreach op per step: the values ``AveragedModel.update_parameters`` with
+        ``ema_avg_fn`` computes (tested bitwise equal), without its per-tensor Python loop and second buffer copy."""
         if self.G_ema is None:
             return
+        ema, params = list(self.G_ema.module.parameters()), list(self.G.parameters())
+        n_averaged = self.G_ema.n_averaged
         if self.g_step < self.ema_start:
-            for p_ema, p in zip(self.G_ema.module.parameters(), self.G.parameters()):
-                p_ema.copy_(p)
-            self.G_ema.n_averaged.fill_(1)  # averaging starts from this copy at step ema.start
-        elif self.ema_half_life_kimg is not None:
-            ema_params = [p for p in self.G_ema.module.parameters()]
-            torch._foreach_lerp_(ema_params, [p.detach() for p in self.G.parameters()], 1 - self.half_life_beta())
-            self.G_ema.n_averaged += 1
+            torch._foreach_copy_(ema, params)
+            n_averaged.fill_(1)  # averaging starts from this copy at step ema.start
         else:
-            self.G_ema.update_parameters(self.G)
+            t = int(n_averaged)
+            if self.ema_half_life_kimg is not None:
+                torch._foreach_lerp_(ema, params, 1 - self.half_life_beta())
+            elif t == 0:
+                torch._foreach_copy_(ema, params)
+            else:
+                torch._foreach_lerp_(ema, params, 1 - ema_decay(self.ema_decay, t))
+            n_averaged += 1
         for b_ema, b in zip(self.G_ema.module.buffers(), self.G.buffers()):
             b_ema.copy_(b)
 
