@@ -110,8 +110,8 @@ def make_trainer(cfg: DictConfig, module, run_dir: Path, evaluator, loggers):
     import lightning as L
     from lightning.pytorch.callbacks import RichProgressBar
 
-    from ganbench.callbacks import (AtomicCheckpointIO, Checkpointer, Evaluation, GracefulStop, SampleGrid, StopAfter,
-                                    Throughput)
+    from ganbench.callbacks import (AtomicCheckpointIO, Checkpointer, Evaluation, GracefulStop, ProgressLog,
+                                    SampleGrid, StopAfter, Throughput)
 
     ckpt_dir = run_dir / "checkpoints"
     callbacks = [Throughput(), Checkpointer(ckpt_dir, cfg.checkpoint.every, cfg.checkpoint.keep_last),
@@ -123,6 +123,8 @@ def make_trainer(cfg: DictConfig, module, run_dir: Path, evaluator, loggers):
     callbacks.append(GracefulStop(ckpt_dir / "last.ckpt"))
     if sys.stderr.isatty() or sys.stdout.isatty():
         callbacks.append(RichProgressBar())
+    else:
+        callbacks.append(ProgressLog(cfg.optim.g_steps))
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     compile_backend, compile_mode = trainer_kwargs.pop("compile_backend", "inductor"), trainer_kwargs.pop(
         "compile_mode", None)

@@ -5,6 +5,7 @@ All cadences are in generator steps (``pl_module.g_step``), never in Lightning's
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -19,6 +20,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ganbench.primary import improves, primary_key
+
+log = logging.getLogger("ganbench")
 
 
 @contextmanager
@@ -294,3 +297,26 @@ class StopAfter(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if pl_module.did_g_step and pl_module.g_step >= self.g_steps:
             trainer.should_stop = True
+
+
+class ProgressLog(L.Callback):
+    """Without a terminal (a cluster job, ``nohup``) there is no progress bar: one line to the log (train.log)
+    every ``every_s`` seconds instead: the generator step of ``total``, the rate since the last line, time left."""
+
+    def __init__(self, total: int, every_s: float = 60.0):
+        self.total, self.every_s = int(total), float(every_s)
+        self._last: tuple[float, int] | None = None
+
+    def on_train_start(self, trainer, pl_module):
+        self._last = (time.monotonic(), pl_module.g_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now, step = time.monotonic(), pl_module.g_step
+        t0, step0 = self._last or (now, step)
+        if now - t0 < self.every_s or step <= step0:
+            return
+        rate = (step - step0) / (now - t0)
+        left = max(self.total - step, 0) / rate
+        log.info(f"g_step {step}/{self.total} ({step / max(self.total, 1):.1%}), {rate:.2f} steps/s, "
+                 f"about {left / 60:.0f} min left")
+        self._last = (now, step)

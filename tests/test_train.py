@@ -218,3 +218,23 @@ def test_a_long_override_list_gets_a_short_stable_run_directory_name():
     name = run_id(long)
     assert len(name.encode()) <= 200 and name == run_id(long) and name.startswith(long[:100])
     assert run_id(long + ",seed=1") != name  # the hash covers the whole list
+
+
+def test_without_a_terminal_progress_is_logged_every_interval(monkeypatch, caplog):
+    """No TTY, no progress bar: ProgressLog writes step, rate and time left once per interval, not more often."""
+    import logging
+    from types import SimpleNamespace
+
+    from ganbench import callbacks
+
+    clock = iter([0.0, 30.0, 61.0, 62.0, 130.0])
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: next(clock))
+    cb, module = callbacks.ProgressLog(total=1000, every_s=60), SimpleNamespace(g_step=0)
+    with caplog.at_level(logging.INFO, logger="ganbench"):
+        cb.on_train_start(None, module)  # t 0, step 0
+        for step in (100, 200, 250, 400):  # t 30 (too soon), 61 (logged), 62 (too soon), 130 (logged)
+            module.g_step = step
+            cb.on_train_batch_end(None, module, None, None, 0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["g_step 200/1000 (20.0%), 3.28 steps/s, about 4 min left",
+                     "g_step 400/1000 (40.0%), 2.90 steps/s, about 3 min left"]
