@@ -369,6 +369,14 @@ class GAN(Packing, SimultaneousUpdates, EMASampling, ResumableState, L.Lightning
             shown.update({k.replace("loss/", "loss_"): values[k] for k in ("loss/d", "loss/g") if k in values})
             self.log_dict(shown, prog_bar=True, logger=False)
 
+    def __setattr__(self, name: str, value) -> None:
+        """Lightning sets ``_current_fx_name`` (a str or None) before each of the ~40 hooks of an iteration;
+        nn.Module's ``__setattr__`` would look it up among parameters, buffers and submodules every time."""
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         """A batch already on the device (CPU training) skips Lightning's generic collection mover."""
         if isinstance(batch, (list, tuple)) and all(isinstance(t, Tensor) and t.device == device for t in batch):
