@@ -311,6 +311,8 @@ class ProgressLog(L.Callback):
         self._last = (time.monotonic(), pl_module.g_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if not getattr(trainer, "is_global_zero", True):  # one line per run, not per DDP rank
+            return
         now, step = time.monotonic(), pl_module.g_step
         t0, step0 = self._last or (now, step)
         if now - t0 < self.every_s or step <= step0:

@@ -227,7 +227,7 @@ def test_without_a_terminal_progress_is_logged_every_interval(monkeypatch, caplo
 
     from ganbench import callbacks
 
-    clock = iter([0.0, 30.0, 61.0, 62.0, 130.0])
+    clock = iter([0.0, 30.0, 61.0, 62.0, 130.0, 500.0])
     monkeypatch.setattr(callbacks.time, "monotonic", lambda: next(clock))
     cb, module = callbacks.ProgressLog(total=1000, every_s=60), SimpleNamespace(g_step=0)
     with caplog.at_level(logging.INFO, logger="ganbench"):
@@ -235,6 +235,8 @@ def test_without_a_terminal_progress_is_logged_every_interval(monkeypatch, caplo
         for step in (100, 200, 250, 400):  # t 30 (too soon), 61 (logged), 62 (too soon), 130 (logged)
             module.g_step = step
             cb.on_train_batch_end(None, module, None, None, 0)
+        module.g_step = 900
+        cb.on_train_batch_end(SimpleNamespace(is_global_zero=False), module, None, None, 0)  # other DDP ranks: silent
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["g_step 200/1000 (20.0%), 3.28 steps/s, about 4 min left",
                      "g_step 400/1000 (40.0%), 2.90 steps/s, about 3 min left"]
