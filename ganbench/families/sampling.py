@@ -130,10 +130,9 @@ class EMASampling:
             torch._foreach_copy_(ema, params)
             n_averaged.fill_(1)  # averaging starts from this copy at step ema.start
         else:
-            t = int(n_averaged)
             if self.ema_half_life_kimg is not None:
                 torch._foreach_lerp_(ema, params, 1 - self.half_life_beta())
-            elif t == 0:
+            elif (t := int(n_averaged)) == 0:
                 torch._foreach_copy_(ema, params)
             else:
                 torch._foreach_lerp_(ema, params, 1 - ema_decay(self.ema_decay, t))
