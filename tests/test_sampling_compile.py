@@ -96,6 +96,20 @@ def test_ema_update_equals_averaged_models_own_update_bitwise():
     assert int(module.G_ema.n_averaged) == 5
 
 
+def test_ema_follows_g_after_the_module_is_cast():
+    """update_ema lists the tensors once; a cast (or a device move) gives buffers new tensors, and the EMA still
+    copies G's current ones afterwards (a stale list would copy the old ones)."""
+    module, _, _ = build(composed("model=pacgan_toy", "data=ring8", "ema.decay=0.99"))
+    module.update_ema()
+    module.to(torch.float64)
+    with torch.no_grad():
+        for b in module.G.buffers():
+            b.add_(3)
+    module.update_ema()
+    for (name, b_ema), (_, b) in zip(module.G_ema.module.named_buffers(), module.G.named_buffers()):
+        assert b_ema.dtype == b.dtype and torch.equal(b_ema, b), name
+
+
 def test_model_spectral_norm_is_applied_once_with_reg_sn():
     from torch.nn.utils import parametrize
 

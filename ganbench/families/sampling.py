@@ -72,6 +72,7 @@ class EMASampling:
     truncation: float | None = None
     truncation_mode: str = "resample"
     _truncating: bool = False
+    _ema_tensors: tuple | None = None
 
     def setup_half_life(self, half_life_kimg, rampup) -> None:
         for key, value in (("half_life_kimg", half_life_kimg), ("rampup", rampup)):
@@ -124,7 +125,7 @@ class EMASampling:
         ``ema_avg_fn`` computes (tested bitwise equal), without its per-tensor Python loop and second buffer copy."""
         if self.G_ema is None:
             return
-        ema, params = list(self.G_ema.module.parameters()), list(self.G.parameters())
+        ema, params, ema_buffers, buffers = self.ema_tensors()
         n_averaged = self.G_ema.n_averaged
         if self.g_step < self.ema_start:
             torch._foreach_copy_(ema, params)
@@ -137,8 +138,21 @@ class EMASampling:
             else:
                 torch._foreach_lerp_(ema, params, 1 - ema_decay(self.ema_decay, t))
             n_averaged += 1
-        for b_ema, b in zip(self.G_ema.module.buffers(), self.G.buffers()):
-            b_ema.copy_(b)
+        if buffers:
+            torch._foreach_copy_(ema_buffers, buffers)
+
+    def ema_tensors(self) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+        """(G_ema's parameters, G's, G_ema's buffers, G's), listed once: walking both modules every G step costs
+        about half of the update on the toy MLP. Listed again after the module is moved or cast (``_apply``
+        replaces buffers)."""
+        if self._ema_tensors is None:
+            ema, g = self.G_ema.module, self.G
+            self._ema_tensors = (list(ema.parameters()), list(g.parameters()), list(ema.buffers()), list(g.buffers()))
+        return self._ema_tensors
+
+    def _apply(self, fn, *args, **kwargs):
+        self._ema_tensors = None  # .to(), .cuda(), .half() and the like give buffers new tensors
+        return super()._apply(fn, *args, **kwargs)
 
     @property
     def sampler(self) -> nn.Module:
