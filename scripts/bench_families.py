@@ -162,8 +162,9 @@ class PlainInfoGAN:
 
 
 def time_plain(name, m, loader, o, warmup, steps) -> float:
-    opt_g = torch.optim.Adam(m.G.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
-    opt_d = torch.optim.Adam(m.D.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+    # foreach, as ganbench asks torch for (families/optimizers.py): the ratio measures the loop, not the optimizer
+    opt_g = torch.optim.Adam(m.G.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), foreach=True)
+    opt_d = torch.optim.Adam(m.D.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), foreach=True)
     began = PlainBEGAN()
     info = PlainInfoGAN(m, o.z_dim) if name == "infogan" else None
     data, t0, n = batches(loader), None, o.batch_size

@@ -69,8 +69,9 @@ def time_plain(G, D, loader, z_dim: int, warmup: int, steps: int, device: str) -
     """The ProGAN loop a researcher writes by hand (loss.py D_wgangp_acgan / G_wgan_acgan, no labels)."""
     G, D = G.to(device), D.to(device)
     G.set_lod(LOD), D.set_lod(LOD)
-    opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.0, 0.99), eps=1e-8)
-    opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.0, 0.99), eps=1e-8)
+    # foreach, as ganbench asks torch for (families/optimizers.py): the ratio measures the loop, not the optimizer
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.0, 0.99), eps=1e-8, foreach=True)
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.0, 0.99), eps=1e-8, foreach=True)
     it, g_steps, t0 = iter(loader), 0, None
     while g_steps < warmup + steps:
         real = fade_reals(next(it)[0].to(device), LOD)

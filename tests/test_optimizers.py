@@ -83,3 +83,29 @@ def test_half_life_ema_follows_stylegan2s_beta_with_rampup():
         assert torch.allclose(params(module.sampler), beta * before + (1 - beta) * params(module.G), atol=1e-6)
     with pytest.raises(ConfigError, match="ema.half_life_kimg must be a number > 0"):
         build(composed("ema.half_life_kimg=0"))
+
+
+@pytest.mark.parametrize("optim", ["optim=adam", "optim=rmsprop", "optim=sgd optim.optimizer.momentum=0.9"])
+def test_optimizers_take_torchs_foreach_implementation_with_the_per_tensor_loops_numbers(optim):
+    """ganbench asks for foreach (torch's CPU default is a per-tensor loop); the updates are bitwise those of the
+    loop; a config that names an implementation keeps it."""
+    import copy
+
+    module, _, _ = build(composed(*optim.split()))
+    opt_g, _ = module.configure_optimizers()
+    assert opt_g.param_groups[0]["foreach"] is True
+    start, loop_g = copy.deepcopy(module.G), copy.deepcopy(module.G)
+    hyper = {k: v for k, v in opt_g.param_groups[0].items() if k not in ("params", "foreach")}
+    opt_loop = type(opt_g)(loop_g.parameters(), **hyper, foreach=False)
+    torch.manual_seed(0)
+    for _ in range(4):
+        z = torch.randn(16, module.z_dim)
+        for net, opt in ((module.G, opt_g), (loop_g, opt_loop)):
+            opt.zero_grad()
+            net(z).square().mean().backward()
+            opt.step()
+    pairs = list(zip(module.G.parameters(), loop_g.parameters(), start.parameters()))
+    assert all(torch.equal(ours, loop) for ours, loop, _ in pairs)
+    assert not all(torch.equal(ours, before) for ours, _, before in pairs)  # the steps moved the weights
+    chosen, _, _ = build(composed(*optim.split(), "+optim.optimizer.foreach=false"))
+    assert chosen.configure_optimizers()[0].param_groups[0]["foreach"] is False

@@ -15,6 +15,7 @@ here). The rate is a function of the G step alone, so a resumed run continues ex
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
 from typing import Callable, Mapping
 
@@ -46,10 +47,18 @@ def optimizer_factory(optim_cfg: Mapping) -> Callable:
     return partial(torch.optim.Adam, betas=(float(optim_cfg["beta1"]), float(optim_cfg["beta2"])))
 
 
-def make_optimizer(make: Callable, params, lr: float, c: float):
-    """The optimizer with lr * c and, if it has betas, betas ** c (StyleGAN2's lazy correction; c = 1: unchanged)."""
-    betas = getattr(make, "keywords", {}).get("betas")
+def make_optimizer(make: Callable, params, lr: float, c: float = 1.0):
+    """The optimizer with lr * c and, if it has betas, betas ** c (StyleGAN2's lazy correction; c = 1: unchanged).
+
+    Unless the config picks an implementation (``foreach`` or ``fused`` in ``optim.optimizer``), torch's foreach one:
+    torch's own default for CUDA tensors; on CPU (where torch defaults to a Python loop of ~8 ops per tensor) the
+    same numbers, bitwise (tests/test_optimizers.py), in a few multi-tensor ops per step."""
+    keywords = getattr(make, "keywords", {})
+    betas = keywords.get("betas")
     extra = {"betas": tuple(float(b) ** c for b in betas)} if betas is not None and c != 1 else {}
+    if not {"foreach", "fused"} & keywords.keys() and \
+            "foreach" in inspect.signature(getattr(make, "func", make)).parameters:
+        extra["foreach"] = True
     return make(params, lr=lr * c, **extra)
 
 

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from ganbench.augment import NoAugment
 from ganbench.errors import ConfigError
 from ganbench.families.gan import GAN
+from ganbench.families.optimizers import make_optimizer, optimizer_factory
 from ganbench.losses import AdversarialLoss
 from ganbench.regularizers import NoRegularizer
 
@@ -109,18 +110,10 @@ class VAE(GAN):
 
     def configure_optimizers(self):
         """One optimizer: the decoder's parameters with lr_g, the encoder's with lr_d."""
-        from functools import partial
-
         o = self.optim_cfg
-        if o.get("optimizer"):
-            from hydra.utils import instantiate
-
-            make = instantiate(o["optimizer"])
-        else:
-            make = partial(torch.optim.Adam, betas=(float(o["beta1"]), float(o["beta2"])))
         groups = [{"params": list(self.G.parameters()), "lr": float(o["lr_g"])},
                   {"params": list(self.D.parameters()), "lr": float(o["lr_d"])}]
-        return make(groups, lr=float(o["lr_g"]))
+        return make_optimizer(optimizer_factory(o), groups, float(o["lr_g"]))
 
     def vae_step(self, x: Tensor) -> dict[str, Tensor]:
         """One ELBO update on the image batch ``x`` (in [-1, 1])."""
