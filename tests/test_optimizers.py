@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -109,3 +111,16 @@ def test_optimizers_take_torchs_foreach_implementation_with_the_per_tensor_loops
     assert not all(torch.equal(ours, before) for ours, _, before in pairs)  # the steps moved the weights
     chosen, _, _ = build(composed(*optim.split(), "+optim.optimizer.foreach=false"))
     assert chosen.configure_optimizers()[0].param_groups[0]["foreach"] is False
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_lightnings_nvml_cuda_check_goes_only_without_a_gpu(monkeypatch, gpu):
+    """Without a GPU, Lightning's PYTORCH_NVML_BASED_CUDA_CHECK=1 makes every Adam step load NVML: building the
+    optimizers drops it; with a GPU it stays."""
+    from ganbench.families.optimizers import NVML_CHECK
+
+    monkeypatch.setenv(NVML_CHECK, "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    module, _, _ = build(composed())
+    module.configure_optimizers()
+    assert (NVML_CHECK in os.environ) == gpu

@@ -16,6 +16,7 @@ here). The rate is a function of the G step alone, so a resumed run continues ex
 from __future__ import annotations
 
 import inspect
+import os
 from functools import partial
 from typing import Callable, Mapping
 
@@ -47,6 +48,19 @@ def optimizer_factory(optim_cfg: Mapping) -> Callable:
     return partial(torch.optim.Adam, betas=(float(optim_cfg["beta1"]), float(optim_cfg["beta2"])))
 
 
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+
+
+def drop_nvml_cuda_check() -> None:
+    """Lightning's import sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (lightning/fabric/__init__.py: CUDA checks that keep
+    fork safe). On a machine without a GPU every ``torch.cuda.is_available()`` then loads NVML (0.13 ms here, 5 us
+    without it), and torch's Adam asks it at every step (``_accelerator_graph_capture_health_check``,
+    torch/optim/optimizer.py). Without a GPU there is no CUDA to keep fork safe: the variable goes, as in a plain
+    PyTorch script. With a GPU it stays (once CUDA is initialized, torch caches the device count)."""
+    if os.environ.get(NVML_CHECK) == "1" and not torch.cuda.is_available():
+        del os.environ[NVML_CHECK]
+
+
 def make_optimizer(make: Callable, params, lr: float, c: float = 1.0):
     """The optimizer with lr * c and, if it has betas, betas ** c (StyleGAN2's lazy correction; c = 1: unchanged).
 
@@ -56,6 +70,7 @@ def make_optimizer(make: Callable, params, lr: float, c: float = 1.0):
     keywords = getattr(make, "keywords", {})
     betas = keywords.get("betas")
     extra = {"betas": tuple(float(b) ** c for b in betas)} if betas is not None and c != 1 else {}
+    drop_nvml_cuda_check()
     if not {"foreach", "fused"} & keywords.keys() and \
             "foreach" in inspect.signature(getattr(make, "func", make)).parameters:
         extra["foreach"] = True
