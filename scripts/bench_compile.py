@@ -21,7 +21,7 @@ from ganbench.build import build
 from ganbench.compile import CompileNetworks
 from ganbench.train import quiet_lightning
 
-from bench_train import StepTimer, compose_cfg
+from bench_train import StepTimer, compose_cfg, per_step
 
 CASES = {
     "sndcgan": ["model=sndcgan", "data=polygons", "data.resolution=32", "optim.batch_size=32", "loss=ns"],
@@ -49,7 +49,7 @@ def timed_fit(overrides: list[str], warmup: int, steps: int, backend: str | None
                         max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[*callbacks, first], num_sanity_val_steps=0)
     trainer.fit(module, datamodule=dm)
-    return timer.seconds / timer.steps, first.at
+    return per_step(timer.ticks), first.at
 
 
 def main():

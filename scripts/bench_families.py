@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from bench_train import compose_cfg, time_ganbench
 from ganbench.build import build
+from ganbench.families.optimizers import drop_nvml_cuda_check
 from ganbench.train import quiet_lightning
 
 IMAGES = ["data=polygons", "data.resolution=32", "optim.batch_size=64", "reg=none", "metrics=none", "ema.decay=0",
@@ -230,6 +231,7 @@ def report(description: str, cases, bench_fn, note: str = "") -> None:
     ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()
     quiet_lightning()
+    drop_nvml_cuda_check()  # both loops as a plain PyTorch script runs (no Lightning import)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{note}")
     print(f"{'case':16} {'ganbench s/it':>13} {'plain s/it':>11} {'ratio':>6}  per-round ratios")

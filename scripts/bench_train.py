@@ -1,13 +1,23 @@
 """Framework overhead of ganbench's training loop, measured side by side with a minimal PyTorch loop.
 
 Both loops train copies of the same networks (same init) with the same loss, Adam settings, batch size, n_disc and
-data loader; rounds alternate between them in one process (ABBA) and each round's pair of timings gives a ratio:
-the median of those paired ratios is reported with their range (a pair runs back to back, so load that drifts over
-minutes cancels). The plain loop has no EMA: with EMA on, ganbench's EMA update is part of its cost. FLOPs of one
+data loader; rounds alternate between them in one process (ABBA). Two estimates of ganbench / plain are reported:
+
+- ``ratio``: the median of the paired ratios of whole rounds (a pair runs back to back, so load that drifts over
+  minutes cancels), with their range;
+- ``block ratio``: the ratio of the medians of all blocks of ``log_every`` consecutive G steps in all rounds (every
+  block holds one logging step, so ganbench's periodic work is in each), robust to bursts of other load shorter than
+  a round, which on a shared machine move single rounds by 20-40%.
+
+The plain loop has no EMA: with EMA on, ganbench's EMA update is part of its cost. Both use torch's foreach Adam and
+run without Lightning's PYTORCH_NVML_BASED_CUDA_CHECK (as a plain script: ``drop_nvml_cuda_check``). FLOPs of one
 iteration are counted with torch.utils.flop_counter and compared with this machine's dense fp32 matmul throughput,
 measured here.
 
-    python scripts/bench_train.py [--cases sndcgan mlp] [--steps 4] [--rounds 8] [--ema off on]
+    python scripts/bench_train.py [--cases sndcgan mlp] [--steps 4] [--rounds 8] [--ema off on] [--override ...]
+
+``--override`` adds Hydra overrides to ganbench's config only (e.g. ``+optim.optimizer.foreach=false``: ganbench
+with torch's per-tensor Adam against the plain loop's foreach one, which shows what foreach saves).
 """
 
 from __future__ import annotations
@@ -23,13 +33,14 @@ from hydra import compose, initialize_config_dir
 
 from ganbench.config import CONF_DIR
 from ganbench.build import build
+from ganbench.families.optimizers import drop_nvml_cuda_check
 from ganbench.train import quiet_lightning
 
 CASES = {
-    # name: (overrides, warm-up steps, measured steps per round)
+    # name: (overrides, warm-up steps, measured steps per round, G steps per block = log_every)
     "sndcgan": (["model=sndcgan", "data=polygons", "data.resolution=32", "optim.batch_size=64", "loss=ns",
-                 "reg=none", "metrics=none"], 2, 4),
-    "mlp": (["model=mlp", "data=ring8", "optim.batch_size=64", "loss=ns", "reg=none", "metrics=none"], 50, 200),
+                 "reg=none", "metrics=none"], 2, 4, 1),
+    "mlp": (["model=mlp", "data=ring8", "optim.batch_size=64", "loss=ns", "reg=none", "metrics=none"], 50, 200, 10),
 }
 
 
@@ -39,32 +50,36 @@ def compose_cfg(overrides):
 
 
 class StepTimer(L.Callback):
+    """The clock at the end of G step ``warmup`` and of every G step after it."""
+
     def __init__(self, warmup: int):
-        self.warmup, self.t0, self.steps = warmup, None, 0
+        self.warmup, self.ticks = warmup, []
 
     def on_train_batch_end(self, trainer, pl_module, *args):
-        if pl_module.did_g_step:
-            if pl_module.g_step == self.warmup:
-                self.t0 = time.perf_counter()
-            elif pl_module.g_step > self.warmup:
-                self.steps += 1
-                self.seconds = time.perf_counter() - self.t0
+        if pl_module.did_g_step and pl_module.g_step >= self.warmup:
+            self.ticks.append(time.perf_counter())
 
 
-def time_ganbench(module, dm, warmup, steps, n_disc) -> float:
+def ganbench_ticks(module, dm, warmup, steps, n_disc) -> list[float]:
     timer = StepTimer(warmup)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=(warmup + steps) * (n_disc + 1), max_epochs=-1,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0)
     trainer.fit(module, datamodule=dm)
-    return timer.seconds / timer.steps
+    return timer.ticks
 
 
-def time_plain(G, D, loss, loader, z_dim, lr, betas, n_disc, warmup, steps) -> float:
-    """The loop a researcher writes by hand."""
-    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
-    it, g_steps, t0 = iter(loader), 0, None
+def time_ganbench(module, dm, warmup, steps, n_disc) -> float:
+    """Seconds per G step of ganbench's loop after ``warmup`` G steps."""
+    return per_step(ganbench_ticks(module, dm, warmup, steps, n_disc))
+
+
+def plain_ticks(G, D, loss, loader, z_dim, lr, betas, n_disc, warmup, steps) -> list[float]:
+    """The loop a researcher writes by hand; the clock at the end of G step ``warmup`` and every one after it."""
+    # foreach, as ganbench asks torch for (families/optimizers.py): the ratio measures the loop, not the optimizer
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas, foreach=True)
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas, foreach=True)
+    it, g_steps, ticks = iter(loader), 0, []
     while g_steps < warmup + steps:
         for _ in range(n_disc):
             try:
@@ -86,9 +101,23 @@ def time_plain(G, D, loss, loader, z_dim, lr, betas, n_disc, warmup, steps) -> f
         opt_g.step()
         D.requires_grad_(True)
         g_steps += 1
-        if g_steps == warmup:
-            t0 = time.perf_counter()
-    return (time.perf_counter() - t0) / steps
+        if g_steps >= warmup:
+            ticks.append(time.perf_counter())
+    return ticks
+
+
+def time_plain(*args) -> float:
+    """Seconds per G step of the plain loop (``plain_ticks``'s arguments)."""
+    return per_step(plain_ticks(*args))
+
+
+def per_step(ticks: list[float]) -> float:
+    return (ticks[-1] - ticks[0]) / (len(ticks) - 1)
+
+
+def blocks(ticks: list[float], size: int) -> list[float]:
+    """Seconds per G step of each block of ``size`` consecutive G steps."""
+    return [(ticks[i + size] - ticks[i]) / size for i in range(0, len(ticks) - size, size)]
 
 
 def iteration_flops(G, D, loss, real, z_dim) -> int:
@@ -111,10 +140,10 @@ def matmul_peak(n: int = 2048, reps: int = 10) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t)
 
 
-def bench(name: str, rounds: int, steps_override: int | None, ema: bool) -> dict:
-    overrides, warmup, steps = CASES[name]
+def bench(name: str, rounds: int, steps_override: int | None, ema: bool, extra: list[str] = ()) -> dict:
+    overrides, warmup, steps, block = CASES[name]
     steps = steps_override or steps
-    cfg = compose_cfg([*overrides, f"ema.decay={0.999 if ema else 0}", "log_every=10"])
+    cfg = compose_cfg([*overrides, f"ema.decay={0.999 if ema else 0}", f"log_every={block}", *extra])
     L.seed_everything(0, verbose=False)
     module, dm, _ = build(cfg)
     dm.setup()
@@ -125,11 +154,11 @@ def bench(name: str, rounds: int, steps_override: int | None, ema: bool) -> dict
         m, _, _ = build(cfg)
         m.G.load_state_dict(G0.state_dict())
         m.D.load_state_dict(D0.state_dict())
-        ours.append(time_ganbench(m, dm, warmup, steps, o.n_disc))
+        ours.append(ganbench_ticks(m, dm, warmup, steps, o.n_disc))
 
     def run_plain():
         G, D = copy.deepcopy(G0), copy.deepcopy(D0)
-        plain.append(time_plain(G, D, module.loss, dm.train_dataloader(), o.z_dim, o.lr, (o.beta1, o.beta2),
+        plain.append(plain_ticks(G, D, module.loss, dm.train_dataloader(), o.z_dim, o.lr, (o.beta1, o.beta2),
                                 o.n_disc, warmup, steps))
 
     for r in range(rounds):  # ABBA order: neither loop always runs first (warm caches, load drifting over time)
@@ -137,10 +166,12 @@ def bench(name: str, rounds: int, steps_override: int | None, ema: bool) -> dict
             fn()
     real = dm.real_samples(o.batch_size)
     flops = iteration_flops(copy.deepcopy(G0), copy.deepcopy(D0), module.loss, real, o.z_dim)
-    t_ours, t_plain = statistics.median(ours), statistics.median(plain)
-    paired = [a / b for a, b in zip(ours, plain)]
+    t_ours, t_plain = statistics.median(map(per_step, ours)), statistics.median(map(per_step, plain))
+    paired = [per_step(a) / per_step(b) for a, b in zip(ours, plain)]
+    b_ours, b_plain = ([b for ticks in runs for b in blocks(ticks, block)] for runs in (ours, plain))
     return {"case": name, "ema": ema, "ganbench_s_per_g_step": t_ours, "plain_s_per_g_step": t_plain,
             "ratio": statistics.median(paired), "ratio_range": (min(paired), max(paired)),
+            "block_ratio": statistics.median(b_ours) / statistics.median(b_plain), "blocks": len(b_ours),
             "g_steps_per_s": 1 / t_ours, "gflop_per_iteration": flops / 1e9, "achieved_gflops": flops / t_ours / 1e9}
 
 
@@ -149,23 +180,25 @@ def main():
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--steps", type=int, default=None, help="measured generator steps per round")
+    ap.add_argument("--override", nargs="*", default=[], help="Hydra overrides of ganbench's config only")
     ap.add_argument("--ema", type=lambda v: v.lower() in ("1", "true", "on"), nargs="+", default=[False, True],
                     help="EMA settings to measure (default: off and on)")
     args = ap.parse_args()
     quiet_lightning()
+    drop_nvml_cuda_check()  # both loops as a plain PyTorch script runs (no Lightning import)
     torch.manual_seed(0)
     peak = matmul_peak()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; dense fp32 matmul peak here: "
           f"{peak / 1e9:.1f} GFLOP/s")
     print(f"{'case':8} {'ema':4} {'ganbench s/it':>13} {'plain s/it':>11} {'ratio':>6} {'G it/s':>7} "
-          f"{'GFLOP/it':>9} {'GFLOP/s':>8} {'of peak':>7}  paired-ratio range")
+          f"{'GFLOP/it':>9} {'GFLOP/s':>8} {'of peak':>7}  paired-ratio range  block ratio (blocks)")
     for name in args.cases:
         for ema in args.ema:
-            r = bench(name, args.rounds, args.steps, ema)
+            r = bench(name, args.rounds, args.steps, ema, args.override)
             print(f"{r['case']:8} {str(ema):4} {r['ganbench_s_per_g_step']:13.5f} {r['plain_s_per_g_step']:11.5f} "
                   f"{r['ratio']:6.3f} {r['g_steps_per_s']:7.2f} {r['gflop_per_iteration']:9.2f} "
                   f"{r['achieved_gflops']:8.1f} {r['achieved_gflops'] * 1e9 / peak:7.1%}  "
-                  f"{r['ratio_range'][0]:.3f}-{r['ratio_range'][1]:.3f}")
+                  f"{r['ratio_range'][0]:.3f}-{r['ratio_range'][1]:.3f}        {r['block_ratio']:.3f} ({r['blocks']})")
 
 
 if __name__ == "__main__":
