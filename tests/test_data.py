@@ -275,6 +275,14 @@ def test_train_loader_is_endless_full_shuffled_batches(image_dir):
     assert x.shape == (4, 3, 8, 8) and y.dtype == torch.long
 
 
+def test_tensor_data_is_gathered_a_batch_at_a_time_with_the_per_item_loaders_values():
+    dm = Ring8(n_train=100, n_test=10, batch_size=16, seed=2)
+    loader = dm.train_dataloader()
+    assert loader.batch_size is None  # the dataset is indexed with a whole batch of indices
+    per_item = torch.utils.data.DataLoader(dm.dataset("train"), batch_sampler=ResumableBatchSampler(100, 16, seed=2))
+    for (x, y), (x_ref, y_ref) in itertools.islice(zip(loader, per_item), 8):  # past the end of epoch 1 (6 batches)
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref) and y.dtype == y_ref.dtype
+
 def test_resumable_sampler_epochs_resume_and_ranks():
     sampler = ResumableBatchSampler(100, 8, seed=3)
     stream = list(itertools.islice(iter(sampler), 36))  # 12 batches per epoch, 3 epochs

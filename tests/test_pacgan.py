@@ -190,7 +190,7 @@ def test_fixed_packs_are_drawn_once_with_replacement_and_batched_whole():
     points = Ring8(radius=1.0, std=0.01, n_train=50, n_test=10, draw_seed=3, batch_size=8).dataset("train")
     assert all(any(torch.equal(row, p) for p in points.tensors[0]) for row in x)  # members are drawn points
     loader = dm.train_dataloader()
-    for k, (indices, (xb, _)) in enumerate(zip(loader.batch_sampler, loader)):  # 2 epochs of 6 batches of 4 packs
+    for k, (indices, (xb, _)) in enumerate(zip(loader.sampler, loader)):  # 2 epochs of 6 batches of 4 packs
         assert torch.equal(xb, x[indices])
         assert all(indices[i + 1] == indices[i] + 1 and indices[i] % 2 == 0 for i in range(0, 8, 2))
         if k == 11:

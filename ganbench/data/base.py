@@ -73,22 +73,33 @@ class GANDataModule(L.LightningDataModule):
         the batches the module has already consumed (its ``d_step``, restored from a checkpoint) and gives each
         rank its own share."""
         ds = self.dataset("train")
-        if len(ds) < self.batch_size:
+        return self.batch_loader(ds, self.batch_sampler(len(ds)))
+
+    def batch_sampler(self, size: int) -> "ResumableBatchSampler":
+        """The training batches' sampler over ``size`` samples: this module's seed and batch size, the trainer's
+        resume point (the module's ``d_step``), rank and world size, ``debug=overfit``'s cap."""
+        if size < self.batch_size:
             from ganbench.errors import ConfigError
             raise ConfigError(f"optim.batch_size={self.batch_size} is larger than data={self.name}'s "
-                              f"{len(ds)} training samples")
+                              f"{size} training samples")
         trainer = getattr(self, "trainer", None)
         start, rank, world = 0, 0, 1
         if trainer is not None:
             start = int(getattr(trainer.lightning_module, "d_step", 0))
             rank, world = trainer.global_rank, trainer.world_size
-        size = len(ds)
         if self.overfit_batches:  # debug=overfit: the same few batches' samples over and over
             size = min(size, self.overfit_batches * self.batch_size * world)
-        sampler = ResumableBatchSampler(size, self.batch_size, self.seed, start=start, rank=rank, world_size=world)
-        return DataLoader(ds, batch_sampler=sampler, num_workers=self.num_workers,
-                          generator=torch.Generator().manual_seed(self.seed),
-                          persistent_workers=self.num_workers > 0)
+        return ResumableBatchSampler(size, self.batch_size, self.seed, start=start, rank=rank, world_size=world)
+
+    def batch_loader(self, ds: Dataset, batches: Sampler[list[int]]) -> DataLoader:
+        """A loader of the batches of indices ``batches`` yields. A ``TensorDataset`` (the toy sets, digits,
+        in-memory images) is indexed with a whole batch at once: one gather per tensor instead of ``batch_size``
+        item lookups and a stack (the same values)."""
+        kw = dict(num_workers=self.num_workers, generator=torch.Generator().manual_seed(self.seed),
+                  persistent_workers=self.num_workers > 0)
+        if isinstance(ds, TensorDataset):
+            return DataLoader(ds, sampler=batches, batch_size=None, **kw)
+        return DataLoader(ds, batch_sampler=batches, **kw)
 
     def real_samples(self, n: int, split: str = "train") -> torch.Tensor:
         """The first ``n`` samples of a split (deterministic order), stacked: the reference set for metrics."""

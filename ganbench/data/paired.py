@@ -45,10 +45,7 @@ class PairedDataModule(GANDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """The base class's endless resumable loader (its sampler, seed and checks), over the (A, B) pairs."""
-        loader = super().train_dataloader()
-        return DataLoader(self.pairs("train"), batch_sampler=loader.batch_sampler, num_workers=self.num_workers,
-                          generator=torch.Generator().manual_seed(self.seed),
-                          persistent_workers=self.num_workers > 0)
+        return self.batch_loader(self.pairs("train"), self.batch_sampler(len(self.dataset("train"))))
 
 
 # -- edges2digits ----------------------------------------------------------------------------------------------------

@@ -77,15 +77,14 @@ class MixtureDataModule(GANDataModule):
         return tensor_dataset(x, labels)
 
     def train_dataloader(self) -> DataLoader:
-        loader = super().train_dataloader()
         m = self.fixed_packs
         if m <= 1:
-            return loader
-        rows = loader.batch_sampler
+            return super().train_dataloader()
+        ds = self.dataset("train")
+        rows = self.batch_sampler(len(ds))
         packs = ResumableBatchSampler(rows.size // m, self.batch_size // m, self.seed, start=rows.start,
                                       rank=rows.rank, world_size=rows.world_size)
-        return DataLoader(loader.dataset, batch_sampler=WholePacks(packs, m), num_workers=self.num_workers,
-                          generator=torch.Generator().manual_seed(self.seed), persistent_workers=self.num_workers > 0)
+        return self.batch_loader(ds, WholePacks(packs, m))
 
 
 class WholePacks(Sampler[list[int]]):

@@ -78,7 +78,7 @@ class UnpairedDataModule(GANDataModule):
     def train_dataloader(self) -> DataLoader:
         """Batches (A, B): B's indices from the base class's loader (its sampler, seed, resume point and checks),
         A's from a sampler over domain A with seed + 1 and the same resume point, rank and world size."""
-        b_sampler = super().train_dataloader().batch_sampler
+        b_sampler = self.batch_sampler(len(self.dataset("train")))
         a = self.domain("A", "train")
         if len(a) < self.batch_size:
             raise ConfigError(f"optim.batch_size={self.batch_size} is larger than data={self.name}'s {len(a)} "
@@ -88,9 +88,7 @@ class UnpairedDataModule(GANDataModule):
             size = min(size, self.overfit_batches * self.batch_size * b_sampler.world_size)
         a_sampler = ResumableBatchSampler(size, self.batch_size, self.seed + 1, start=b_sampler.start,
                                           rank=b_sampler.rank, world_size=b_sampler.world_size)
-        items = UnpairedItems(a, self.domain("B", "train"))
-        return DataLoader(items, batch_sampler=UnpairedBatches(a_sampler, b_sampler), num_workers=self.num_workers,
-                          generator=torch.Generator().manual_seed(self.seed), persistent_workers=self.num_workers > 0)
+        return self.batch_loader(UnpairedItems(a, self.domain("B", "train")), UnpairedBatches(a_sampler, b_sampler))
 
 
 # -- digits2tinted ---------------------------------------------------------------------------------------------------
