@@ -106,12 +106,14 @@ def build(cfg: DictConfig):
     return module, dm, evaluator
 
 
-def make_trainer(cfg: DictConfig, module, run_dir: Path, evaluator, loggers):
-    import lightning as L
+def make_callbacks(cfg: DictConfig, run_dir: Path, evaluator, terminal: bool | None = None) -> list:
+    """The run's callbacks: throughput, checkpoints, sample grids, evaluation (if metrics are on), ``stop_after``,
+    graceful stop on SIGTERM/SIGUSR2, and a Rich progress bar on a terminal (``terminal``: default, whether stdout
+    or stderr is one) or one log line a minute otherwise. Also what ``scripts/bench_train.py`` times."""
     from lightning.pytorch.callbacks import RichProgressBar
 
-    from ganbench.callbacks import (AtomicCheckpointIO, Checkpointer, Evaluation, GracefulStop, ProgressLog,
-                                    SampleGrid, StopAfter, Throughput)
+    from ganbench.callbacks import (Checkpointer, Evaluation, GracefulStop, ProgressLog, SampleGrid, StopAfter,
+                                    Throughput)
 
     ckpt_dir = run_dir / "checkpoints"
     callbacks = [Throughput(), Checkpointer(ckpt_dir, cfg.checkpoint.every, cfg.checkpoint.keep_last),
@@ -121,10 +123,20 @@ def make_trainer(cfg: DictConfig, module, run_dir: Path, evaluator, loggers):
     if cfg.get("stop_after"):
         callbacks.append(StopAfter(cfg.stop_after))
     callbacks.append(GracefulStop(ckpt_dir / "last.ckpt"))
-    if sys.stderr.isatty() or sys.stdout.isatty():
+    if terminal if terminal is not None else (sys.stderr.isatty() or sys.stdout.isatty()):
         callbacks.append(RichProgressBar())
     else:
         callbacks.append(ProgressLog(cfg.optim.g_steps))
+    return callbacks
+
+
+def make_trainer(cfg: DictConfig, module, run_dir: Path, evaluator, loggers):
+    import lightning as L
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from ganbench.callbacks import AtomicCheckpointIO, NoProfiler
+
+    callbacks = make_callbacks(cfg, run_dir, evaluator)
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     compile_backend, compile_mode = trainer_kwargs.pop("compile_backend", "inductor"), trainer_kwargs.pop(
         "compile_mode", None)
@@ -135,6 +147,8 @@ def make_trainer(cfg: DictConfig, module, run_dir: Path, evaluator, loggers):
     # a trainer option given as a Hydra node (debug=profile's profiler) is built here
     trainer_kwargs = {k: instantiate(v) if isinstance(v, dict) and "_target_" in v else v
                       for k, v in trainer_kwargs.items()}
+    if trainer_kwargs.get("profiler") is None:
+        trainer_kwargs["profiler"] = NoProfiler()
     trainer = L.Trainer(**trainer_kwargs, max_steps=cfg.optim.g_steps * (cfg.optim.n_disc + 1), max_epochs=-1,
                         callbacks=callbacks, logger=loggers or False, enable_checkpointing=False,
                         enable_progress_bar=any(isinstance(c, RichProgressBar) for c in callbacks),

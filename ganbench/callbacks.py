@@ -11,13 +11,14 @@ import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.profilers import PassThroughProfiler
 
 from ganbench.primary import improves, primary_key
 
@@ -322,3 +323,14 @@ class ProgressLog(L.Callback):
         log.info(f"g_step {step}/{self.total} ({step / max(self.total, 1):.1%}), {rate:.2f} steps/s, "
                  f"about {left / 60:.0f} min left")
         self._last = (now, step)
+
+
+class NoProfiler(PassThroughProfiler):
+    """Lightning's default profiler (records nothing) without its cost: Lightning enters ``profile()`` ~50 times per
+    training batch, and the default builds a generator-based context manager each time (2.4 us vs 0.35 us for this
+    shared no-op one, measured here). ``debug=profile`` replaces it with a real profiler."""
+
+    _nothing = nullcontext()
+
+    def profile(self, action_name: str):
+        return self._nothing

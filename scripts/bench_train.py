@@ -1,7 +1,9 @@
 """Framework overhead of ganbench's training loop, measured side by side with a minimal PyTorch loop.
 
 Both loops train copies of the same networks (same init) with the same loss, Adam settings, batch size, n_disc and
-data loader; rounds alternate between them in one process (ABBA). Two estimates of ganbench / plain are reported:
+data loader; rounds alternate between them in one process (ABBA). ganbench's runs on a trainer as ``ganbench.train``
+builds it (its callbacks and profiler), with checkpoints, sample grids and metrics off. Two estimates of ganbench /
+plain are reported:
 
 - ``ratio``: the median of the paired ratios of whole rounds (a pair runs back to back, so load that drifts over
   minutes cancels), with their range;
@@ -25,14 +27,18 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+from ganbench.build import build, make_callbacks
+from ganbench.callbacks import NoProfiler
 from ganbench.config import CONF_DIR
-from ganbench.build import build
 from ganbench.families.optimizers import drop_nvml_cuda_check
 from ganbench.train import quiet_lightning
 
@@ -42,6 +48,10 @@ CASES = {
                  "reg=none", "metrics=none"], 2, 4, 1),
     "mlp": (["model=mlp", "data=ring8", "optim.batch_size=64", "loss=ns", "reg=none", "metrics=none"], 50, 200, 10),
 }
+
+#: what ``make_callbacks`` reads: checkpoints and sample grids off (``every: 0``), the progress log's total
+RUN_CFG = OmegaConf.create({"checkpoint": {"every": 0, "keep_last": False}, "samples": {"every": 0},
+                            "optim": {"g_steps": 10 ** 9}})
 
 
 def compose_cfg(overrides):
@@ -61,11 +71,17 @@ class StepTimer(L.Callback):
 
 
 def ganbench_ticks(module, dm, warmup, steps, n_disc) -> list[float]:
+    """The clock after G step ``warmup`` and every one after it, on a trainer as ``ganbench.train`` makes it: its
+    callbacks (``make_callbacks``, as under nohup: a log line a minute, not the Rich bar) with the periodic work
+    (checkpoints, sample grids, metrics) off, which has benchmarks of its own, and its profiler."""
     timer = StepTimer(warmup)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=(warmup + steps) * (n_disc + 1), max_epochs=-1,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0)
-    trainer.fit(module, datamodule=dm)
+    with tempfile.TemporaryDirectory() as run_dir:
+        callbacks = make_callbacks(RUN_CFG, Path(run_dir), evaluator=None, terminal=False)
+        trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=(warmup + steps) * (n_disc + 1), max_epochs=-1,
+                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, callbacks=[*callbacks, timer], num_sanity_val_steps=0,
+                            profiler=NoProfiler(), use_distributed_sampler=False)
+        trainer.fit(module, datamodule=dm)
     return timer.ticks
 
 

@@ -114,12 +114,29 @@ def test_debug_fast_and_profile(run, tmp_path):
     assert "run_training_batch" in (tmp_path / "prof" / "fit-profile.txt").read_text()
 
 
+def test_without_debug_profile_the_trainer_profiles_nothing_at_no_cost(tmp_path):
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    from ganbench.build import make_trainer
+    from ganbench.callbacks import NoProfiler
+
+    profile = ["debug=profile", f"trainer.profiler.dirpath={tmp_path}"]  # (a Hydra run's output dir otherwise)
+    for debug, kind in (([], NoProfiler), (profile, SimpleProfiler)):
+        cfg = composed("model=mlp", "data=ring8", *debug)
+        module, _, _ = build(cfg)
+        trainer, _ = make_trainer(cfg, module, tmp_path, None, [])
+        assert type(trainer.profiler) is kind
+    with trainer.profiler.profile("x"), NoProfiler().profile("y") as inside:
+        assert inside is None
+    assert "x" in trainer.profiler.recorded_durations  # (the real one recorded the block)
+
+
 def test_debug_overfit_draws_from_the_first_batches_only():
     cfg = composed("model=mlp", "data=ring8", "debug=overfit", "optim.batch_size=16")
     assert cfg.data.overfit_batches == 2
     _, dm, _ = build(cfg)
     dm.setup()
-    sampler = dm.train_dataloader().batch_sampler
+    sampler = dm.train_dataloader().sampler  # a TensorDataset: a loader of whole batches of indices
     seen = {i for _, batch in zip(range(20), sampler) for i in batch}
     assert seen == set(range(32))
 

